@@ -115,6 +115,7 @@ class RestSource(Strict):
     kind: Literal["rest"] = "rest"
     block: str | None = Field(None, description="CrmApiCredentials block name")
     demo: bool = Field(False, description="serve the bundled CRM stand-in on loopback")
+    demo_db: str = Field("output/demo/crm.db", description="what the stand-in serves")
     path: str = "/interactions"
     records_path: str = "data"
     pagination: Pagination = Field(default_factory=Pagination)
@@ -213,6 +214,14 @@ class EmailDestination(Strict):
     outbox: str = "outbox"
     zip_above_bytes: int = Field(10_000_000, ge=0)
 
+    @field_validator("recipients", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        # REPORT_RECIPIENTS arrives as one comma-separated string.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("recipients")
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
@@ -228,6 +237,14 @@ class Destinations(Strict):
     email: EmailDestination = Field(default_factory=EmailDestination)
 
 
+class DemoData(Strict):
+    """The embedded demo: generate the SQLite sources and the CRM data when missing."""
+
+    folder: str = "output/demo"
+    customers: int = Field(10_000, ge=10)
+    seed: int = 7
+
+
 class PipelineConfig(Strict):
     """Everything a run needs besides credentials (those live in Prefect blocks)."""
 
@@ -241,6 +258,10 @@ class PipelineConfig(Strict):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     destinations: Destinations
+    run_time: str | None = Field(
+        None, description="pin the clock (ISO time), for reproducible replays such as the demo"
+    )
+    demo_data: DemoData | None = None
     output_dir: str = "output"
     staging_url: str = "output/staging"
     base_dir: str = Field(".", description="relative paths are resolved against this folder")
@@ -253,6 +274,18 @@ class PipelineConfig(Strict):
     def _period(cls, value: str | None) -> str | None:
         if value is not None:
             Period.parse(value)  # raises PeriodError (a ValueError) naming the bad text
+        return value
+
+    @field_validator("run_time")
+    @classmethod
+    def _run_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            import pandas as pd
+
+            try:
+                pd.Timestamp(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an ISO date-time") from None
         return value
 
     @field_validator("currency_rates")
@@ -285,6 +318,15 @@ class PipelineConfig(Strict):
         configured = self.sources[source].event_time
         return configured if configured is not None else DEFAULT_EVENT_TIME[source]
 
+    def clock(self) -> "pd.Timestamp":
+        """The run time: the pinned one, else now (UTC)."""
+        import pandas as pd
+
+        if self.run_time is None:
+            return pd.Timestamp.now(tz="UTC")
+        stamp = pd.Timestamp(self.run_time)
+        return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
     def rates(self) -> dict[str, Decimal]:
         return {code: Decimal(rate) for code, rate in self.currency_rates.items()}
 
@@ -308,12 +350,41 @@ def load_config(path: str | Path) -> PipelineConfig:
         raise ConfigError([f"{path} is not valid YAML: {exc}"]) from None
     if not isinstance(raw, dict):
         raise ConfigError([f"{path} must hold a mapping at the top level"])
+    missing_env: list[str] = []
+    raw = _expand_env(raw, missing_env)
+    if missing_env:
+        raise ConfigError(
+            [f"environment variable {name} is not set (the config refers to ${{{name}}})" for name in sorted(set(missing_env))]
+        )
     raw.setdefault("base_dir", str(PROJECT_ROOT))
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
         # Report the filter's unknown fields too, so one --check lists every problem.
         raise ConfigError(_format_validation_error(exc) + _raw_filter_problems(raw)) from None
+
+
+_ENV_RE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+
+
+def _expand_env(value: Any, missing: list[str]) -> Any:
+    """Replace ${NAME} in strings with the environment's value (non-secret settings only)."""
+    import os
+
+    if isinstance(value, dict):
+        return {k: _expand_env(v, missing) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, missing) for v in value]
+    if isinstance(value, str):
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                missing.append(name)
+                return match.group(0)
+            return os.environ[name]
+
+        return _ENV_RE.sub(replace, value)
+    return value
 
 
 def _raw_filter_problems(raw: dict[str, Any]) -> list[str]:

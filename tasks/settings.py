@@ -112,3 +112,10 @@ QUALITY_REPORT_COLUMNS: Final = (
     "sample_values",
 )
 SUMMARY_RULES: Final = ("completeness", "accuracy", "freshness_hours", "duplicates", "quarantined")
+
+# Fields a source must provide (after column mapping): without them no row can be used.
+REQUIRED_SOURCE_FIELDS: Final = {
+    "customers": ("customer_id",),
+    "transactions": ("transaction_id", "customer_id", "order_date", "amount"),
+    "interactions": ("customer_id", "interaction_date"),
+}

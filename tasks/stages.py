@@ -1,0 +1,213 @@
+"""The stage tasks: read staged inputs, call the pure logic, write staged outputs.
+
+Each task takes only JSON parameters (config path, period, run id), so its sub-flow can be
+rerun on its own; each returns counts, never frames. Pure logic lives in filtering,
+normalize, quality, metrics and aggregate; this module is the I/O around it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+from prefect import task
+from prefect.logging import get_run_logger
+
+from tasks.aggregate import business_insights, performance_trends, regional_summary
+from tasks.artifacts import publish_preview, publish_table
+from tasks.extract import period_spec, window_spec
+from tasks.filtering import filter_mask
+from tasks.metrics import customer_metrics
+from tasks.normalize import empty_quarantine, normalize, normalize_history, quarantine_rows
+from tasks.quality import build_report, check_thresholds, validate_metrics, validate_source
+from tasks.run_context import RunContext
+from tasks.settings import CRITICAL, RULE_EVENT_TIME_MISSING, SOURCES
+
+
+class QualityThresholdError(RuntimeError):
+    """A configured quality threshold with action 'fail' was crossed; nothing is delivered."""
+
+
+def _log_stage(stage: str, rows_in: int, rows_out: int, quarantined: int, started: float) -> None:
+    get_run_logger().info(
+        "%s: rows in %s, rows out %s, quarantined %s, %.2f s",
+        stage, f"{rows_in:,}", f"{rows_out:,}", f"{quarantined:,}", time.perf_counter() - started,
+    )
+
+
+@task(name="apply-period-filter")
+def apply_period_filter(config_path: str, period: str, run_id: str) -> dict[str, dict[str, int]]:
+    """Type every source, keep the period's rows, quarantine rows without an event time."""
+    started = time.perf_counter()
+    run = RunContext.build(config_path, period, run_id)
+    run.inject_fault("filter_period")
+    staging, config = run.staging, run.config
+    counts: dict[str, dict[str, int]] = {}
+    quarantined = [empty_quarantine()]
+    for source in SOURCES:
+        stg = normalize(source, staging.read(f"raw_{source}"))
+        event_time = config.event_time(source)
+        if event_time is None:  # a dimension: every row, whatever its dates
+            staging.write(f"stg_{source}", stg)
+            counts[source] = {"extracted": len(stg), "in_period": len(stg), "event_time_missing": 0}
+            continue
+        missing = stg[event_time].isna()
+        quarantined.append(
+            quarantine_rows(source, stg[missing], rule=RULE_EVENT_TIME_MISSING, column=event_time, severity=CRITICAL)
+        )
+        dated = stg[~missing]
+        in_period = filter_mask(dated, period_spec(config, source, run.period), config.timezone)
+        staging.write(f"stg_{source}", dated[in_period])
+        source_counts = {
+            "extracted": len(stg),
+            "in_period": int(in_period.sum()),
+            "event_time_missing": int(missing.sum()),
+        }
+        if source == "transactions":
+            previous = filter_mask(dated, window_spec(event_time, run.period.previous()), config.timezone)
+            previous &= ~in_period
+            staging.write("stg_transactions_prev", dated[previous])
+            source_counts["previous_period"] = int(previous.sum())
+        source_counts["other_periods"] = len(dated) - sum(
+            source_counts.get(k, 0) for k in ("in_period", "previous_period")
+        )
+        counts[source] = source_counts
+    staging.write("stg_history", normalize_history(staging.read("history")))
+    quarantine = pd.concat(quarantined, ignore_index=True)
+    staging.write("quarantine_filter", quarantine)
+    staging.write_json("filter_counts", counts)
+    for source in SOURCES:
+        publish_preview("filter-period", f"stg-{source}", staging.read(f"stg_{source}"), counts[source])
+    rows_in = sum(c["extracted"] for c in counts.values())
+    rows_out = sum(c["in_period"] for c in counts.values())
+    _log_stage("filter_period", rows_in, rows_out, len(quarantine), started)
+    return counts
+
+
+@task(name="validate-sources")
+def validate_sources(config_path: str, period: str, run_id: str) -> dict[str, object]:
+    """Run the Great Expectations suites, cleanse, quarantine, and build the quality report."""
+    started = time.perf_counter()
+    run = RunContext.build(config_path, period, run_id)
+    run.inject_fault("validate_data")
+    staging, config = run.staging, run.config
+    common = dict(
+        period=run.period,
+        rates=config.rates(),
+        reporting_currency=config.reporting_currency,
+        revenue_statuses=config.metrics.revenue_statuses,
+        sample_values=config.quality.sample_values,
+    )
+    stg_customers = staging.read("stg_customers")
+    customer_ids = stg_customers["customer_id"].dropna()
+    outcomes = {
+        "customers": validate_source("customers", stg_customers, known_customer_ids=None, **common),
+        "transactions": validate_source(
+            "transactions", staging.read("stg_transactions"), known_customer_ids=customer_ids, **common
+        ),
+        "interactions": validate_source(
+            "interactions", staging.read("stg_interactions"), known_customer_ids=customer_ids, **common
+        ),
+    }
+    # The previous month is cleansed by the same rules (for growth and retention) but is
+    # not this period's data, so its findings stay out of this period's report.
+    previous = validate_source(
+        "transactions",
+        staging.read("stg_transactions_prev"),
+        known_customer_ids=customer_ids,
+        **{**common, "period": run.period.previous()},
+    )
+    filter_counts = staging.read_json("filter_counts")
+    filter_quarantine = staging.read("quarantine_filter")
+    extracted = {
+        source: counts["in_period"] + counts["event_time_missing"] for source, counts in filter_counts.items()
+    }
+    freshness_inputs = {
+        "customers": stg_customers["updated_at"].max() if len(stg_customers) else None,
+        "transactions": outcomes["transactions"].clean["order_date"].max() if len(outcomes["transactions"].clean) else None,
+        "interactions": outcomes["interactions"].clean["interaction_date"].max() if len(outcomes["interactions"].clean) else None,
+    }
+    report = build_report(
+        list(outcomes.values()),
+        filter_quarantine,
+        extracted,
+        run_time=run.run_time,
+        freshness_inputs=freshness_inputs,
+    )
+    for source, outcome in outcomes.items():
+        staging.write(source, outcome.clean)
+    staging.write("transactions_prev", previous.clean)
+    quarantine = pd.concat([filter_quarantine] + [o.quarantine for o in outcomes.values()], ignore_index=True)
+    staging.write("quarantine", quarantine)
+    staging.write("quality_report", report)
+    breaches = check_thresholds(report, config.quality)
+    staging.write_json(
+        "quality",
+        {"breaches": [b.__dict__ for b in breaches], "rows": {s: o.rows_used for s, o in outcomes.items()}},
+    )
+    publish_table("quality-report", report, f"data quality report, {run.period.label}")
+    rows_in = sum(extracted.values())
+    rows_out = sum(o.rows_used for o in outcomes.values())
+    _log_stage("validate_data", rows_in, rows_out, len(quarantine), started)
+    logger = get_run_logger()
+    for breach in breaches:
+        (logger.error if breach.action == "fail" else logger.warning)("quality: %s", breach.message)
+    failing = [b for b in breaches if b.action == "fail"]
+    if failing:
+        raise QualityThresholdError(
+            "quality threshold crossed, nothing delivered: " + "; ".join(b.message for b in failing)
+        )
+    return {"rows_in": rows_in, "rows_used": rows_out, "quarantined": len(quarantine),
+            "warnings": [b.message for b in breaches]}
+
+
+@task(name="compute-customer-metrics")
+def compute_customer_metrics(config_path: str, period: str, run_id: str) -> dict[str, int]:
+    started = time.perf_counter()
+    run = RunContext.build(config_path, period, run_id)
+    run.inject_fault("calculate_metrics")
+    staging, config = run.staging, run.config
+    performance = customer_metrics(
+        staging.read("customers"),
+        staging.read("transactions"),
+        staging.read("transactions_prev"),
+        staging.read("interactions"),
+        staging.read("stg_history"),
+        period=run.period,
+        as_of=run.as_of,
+        rates=config.rates(),
+        config=config.metrics,
+    )
+    staging.write("customer_performance", performance)
+    metrics_report = validate_metrics(performance)
+    staging.write("quality_report_metrics", metrics_report)
+    publish_preview("calculate-metrics", "customer-performance", performance, {"customers": len(performance)})
+    failed = metrics_report[~metrics_report["success"].astype(bool)]
+    if len(failed):
+        get_run_logger().warning("metrics suite: %d expectation(s) failed: %s", len(failed), ", ".join(failed["rule"]))
+    _log_stage("calculate_metrics", len(staging.read("customers")), len(performance), 0, started)
+    return {"customers": len(performance)}
+
+
+@task(name="aggregate-performance")
+def aggregate_performance(config_path: str, period: str, run_id: str) -> dict[str, int]:
+    started = time.perf_counter()
+    run = RunContext.build(config_path, period, run_id)
+    run.inject_fault("aggregate")
+    staging, config = run.staging, run.config
+    performance = staging.read("customer_performance")
+    transactions = staging.read("transactions")
+    interactions = staging.read("interactions")
+    regional = regional_summary(
+        performance, transactions, staging.read("transactions_prev"),
+        period=run.period, rates=config.rates(), config=config.metrics,
+    )
+    trends = performance_trends(performance, transactions, interactions, period=run.period, rates=config.rates())
+    insights = business_insights(performance, regional, interactions)
+    staging.write("regional_summary", regional)
+    staging.write("performance_trends", trends)
+    staging.write_json("insights", insights)
+    publish_preview("aggregate", "regional-summary", regional, {"rows": len(regional)})
+    publish_preview("aggregate", "performance-trends", trends, {"rows": len(trends)})
+    _log_stage("aggregate", len(performance), len(regional) + len(trends), 0, started)
+    return {"regional_summary": len(regional), "performance_trends": len(trends)}

@@ -1,0 +1,33 @@
+"""The staging area: atomic Parquet per frame, clear error on a missing input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tasks.staging import StagingArea, StagingError
+
+pytestmark = pytest.mark.unit
+
+
+def test_round_trip_and_atomic_write(tmp_path: Path) -> None:
+    area = StagingArea(tmp_path, "p", "2025-07", "run1")
+    frame = pd.DataFrame({"a": [1, 2], "t": pd.to_datetime(["2025-07-01", None], utc=True)})
+    area.write("raw_x", frame)
+    pd.testing.assert_frame_equal(area.read("raw_x"), frame)
+    area.write("raw_x", frame.head(1))  # replaced whole
+    assert len(area.read("raw_x")) == 1
+    assert [p.name for p in area.folder.iterdir()] == ["raw_x.parquet"]  # no temp files left
+
+
+def test_missing_input_names_the_stage(tmp_path: Path) -> None:
+    area = StagingArea(tmp_path, "p", "2025-07", "run1")
+    with pytest.raises(StagingError, match="customer_performance"):
+        area.read("customer_performance")
+
+
+def test_names_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        StagingArea(tmp_path, "p", "2025-07", "run1").path("../escape")
