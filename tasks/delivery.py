@@ -25,10 +25,12 @@ from tasks.load import append_quality_history, load_period
 from tasks.notify import compose_report_email, send_email, summary_body, write_eml
 from tasks.retry import retry_on_transient
 from tasks.run_context import RunContext
+from tasks.quality_report import summary_value
 from tasks.settings import (
     CUSTOMER_PERFORMANCE_COLUMNS,
     QUALITY_REPORT_COLUMNS,
     REGIONAL_SUMMARY_COLUMNS,
+    SUMMARY_RULES,
 )
 
 IO_RETRIES = dict(
@@ -48,7 +50,8 @@ def quality_report(run: RunContext) -> pd.DataFrame:
 
 
 def _summary_rows(report: pd.DataFrame, run: RunContext) -> pd.DataFrame:
-    summary = report[report["rule"].isin(["completeness", "accuracy", "freshness_hours", "duplicates", "quarantined"])]
+    """The run's summary figures, one row per (source, rule), for data_quality_history."""
+    summary = report[report["rule"].isin(SUMMARY_RULES)].reset_index(drop=True)
     return pd.DataFrame(
         {
             "run_id": run.run_id,
@@ -56,11 +59,21 @@ def _summary_rows(report: pd.DataFrame, run: RunContext) -> pd.DataFrame:
             "run_time": run.run_time,
             "source": summary["source"].astype("string"),
             "rule": summary["rule"].astype("string"),
-            "value": pd.to_numeric(summary["failed_pct"], errors="coerce"),
+            "value": pd.Series([summary_value(row) for _, row in summary.iterrows()], dtype="float64"),
             "failed": pd.to_numeric(summary["failed"], errors="coerce"),
             "evaluated": pd.to_numeric(summary["evaluated"], errors="coerce"),
         }
-    ).reset_index(drop=True)
+    )
+
+
+def quality_overview(report: pd.DataFrame) -> dict[str, float | int | None]:
+    """Overall completeness, accuracy (ratios) and rows quarantined, for the e-mail."""
+    rows = {row["rule"]: row for _, row in report[report["source"] == "all"].iterrows()}
+    figures: dict[str, float | int | None] = {
+        rule: summary_value(rows[rule]) if rule in rows else None for rule in ("completeness", "accuracy")
+    }
+    figures["quarantined"] = int(rows["quarantined"]["failed"]) if "quarantined" in rows else None
+    return figures
 
 
 @task(name="load-analytics-db", **IO_RETRIES)
@@ -185,7 +198,7 @@ def email_report(config_path: str, period: str, run_id: str, files: list[str]) -
     run.inject_fault("email")
     email = run.config.destinations.email
     report = quality_report(run)
-    overall = report[report["source"] == "all"].set_index("rule")["failed_pct"].to_dict()
+    overall = quality_overview(report)
     alerts = run.staging.read_json("alerts")["alerts"] if (run.staging.folder / "alerts.json").exists() else []
     text, html = summary_body(run.period.label, run.staging.read_json("insights"), overall, alerts, [Path(f).name for f in files])
     message = compose_report_email(

@@ -24,6 +24,7 @@ from tasks.filtering import Condition, FilterSpec, rename_fields, substitute
 from tasks.period import Period
 from tasks.retry import retry_on_transient
 from tasks.run_context import RunContext
+from tasks.settings import INTERACTION_FIELDS
 
 DEMO_CRM_TOKEN = "demo-token"  # the bundled stand-in's token; not a secret
 
@@ -55,13 +56,15 @@ def crm_client(source: RestSource, config: PipelineConfig) -> Iterator[httpx.Cli
         with CrmApiCredentials.load(source.block).get_client() as client:
             yield client
         return
-    import sqlite3
-
     from demo.crm_server import CrmStandIn
 
-    with sqlite3.connect(config.resolve_path(source.demo_db)) as db:
-        records = pd.read_sql("SELECT * FROM interactions", db)
-    with CrmStandIn(records, token=DEMO_CRM_TOKEN, auth="bearer", pagination=source.pagination.style) as server:
+    stand_in = CrmStandIn.from_db(
+        config.resolve_path(source.demo_db),
+        token=DEMO_CRM_TOKEN,
+        auth="bearer",
+        pagination=source.pagination.style,
+    )
+    with stand_in as server:
         headers = {"Authorization": f"Bearer {DEMO_CRM_TOKEN}"}
         with httpx.Client(base_url=server.base_url, headers=headers, timeout=source.timeout_seconds) as client:
             yield client
@@ -100,7 +103,10 @@ def _extract_sql(run: RunContext, source_name: str, source: SqlSource) -> dict[s
 
 def _extract_rest(run: RunContext, source_name: str, source: RestSource) -> dict[str, pd.DataFrame]:
     with crm_client(source, run.config) as client:
-        frame = fetch_records(client, source, run.period.start.to_pydatetime(), run.period.end.to_pydatetime())
+        frame = fetch_records(
+            client, source, run.period.start.to_pydatetime(), run.period.end.to_pydatetime(),
+            fields=list(INTERACTION_FIELDS),
+        )
     return {f"raw_{source_name}": frame}
 
 

@@ -1,19 +1,48 @@
 """The filter language of the seed's "July 2025 Date Filter" (SPEC §4).
 
-PLACEHOLDER: the models are final; the functions below are being written.
+One spec, two evaluators that agree row for row:
+- `filter_mask` applies it to a typed pandas frame (vectorised, one boolean per row);
+- `compile_filter` turns it into a SQLAlchemy WHERE clause with bound parameters only, so
+  extraction can push the period down into PostgreSQL, MariaDB or SQLite.
+
+Semantics: `logic` joins an item to the one before it (the first item's logic is ignored)
+and AND binds tighter than OR, so `a, OR b, AND c` means `a OR (b AND c)`. Values follow
+the column: a datetime column takes a date or date-time string read in the pipeline's time
+zone (a date alone is local midnight) and compared in UTC; a numeric column takes a number;
+anything else is compared as text. Case folding (caseSensitive false) uses Python's
+`str.lower` in pandas and SQL `lower()` in the database: identical for ASCII text; outside
+ASCII, SQLite (and PostgreSQL under the C locale) fold only A-Z.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+import operator
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime
+from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo
 
+import pandas as pd
+import sqlalchemy as sa
+from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tasks.settings import CANONICAL_DTYPES
 
 Operator = Literal[
     "equals", "not_equals", "greater_than", "greater_equal", "less_than", "less_equal", "in",
     "not_in", "contains", "starts_with", "ends_with", "is_null", "is_not_null", "between",
 ]
 Logic = Literal["AND", "OR"]
+Kind = Literal["datetime", "number", "text"]
+T = TypeVar("T")
+
+NULL_CHECKS = frozenset({"is_null", "is_not_null"})
+LIST_OPERATORS = frozenset({"in", "not_in"})
+TEXT_OPERATORS = frozenset({"contains", "starts_with", "ends_with"})
+DIALECTS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite"}
+LIKE_ESCAPE = "!"  # not a backslash: MySQL would read that as a string escape too
 
 
 def _upper_logic(value: Any) -> Any:
@@ -49,3 +78,430 @@ class FilterSpec(BaseModel):
     conditions: list[Condition | Group] = Field(default_factory=list)
     case_sensitive: bool = Field(False, alias="caseSensitive")
     null_handling: Literal["exclude", "include", "error"] = Field("exclude", alias="nullHandling")
+
+
+class FilterConfigError(ValueError):
+    """A filter that cannot be applied: unknown field, malformed value, wrong column type."""
+
+
+class NullFieldError(ValueError):
+    """nullHandling is 'error' and a filtered field holds nulls; `counts` says how many."""
+
+    def __init__(self, counts: dict[str, int]):
+        self.counts = counts
+        detail = "; ".join(f"field {name!r} holds {count} null value(s)" for name, count in counts.items())
+        super().__init__(f"nullHandling is 'error' and {detail}")
+
+
+# ---------------------------------------------------------------- spec transformations
+
+
+def _conditions(items: list[Condition | Group]) -> Iterable[Condition]:
+    for item in items:
+        if isinstance(item, Group):
+            yield from _conditions(item.group)
+        else:
+            yield item
+
+
+def _map_items(items: list[Condition | Group], change: Callable[[Condition], Condition]) -> list[Condition | Group]:
+    return [
+        item.model_copy(update={"group": _map_items(item.group, change)})
+        if isinstance(item, Group)
+        else change(item)
+        for item in items
+    ]
+
+
+def _map_conditions(spec: FilterSpec, change: Callable[[Condition], Condition]) -> FilterSpec:
+    return spec.model_copy(update={"conditions": _map_items(spec.conditions, change)})
+
+
+def substitute(spec: FilterSpec, values: dict[str, str]) -> FilterSpec:
+    """Fill placeholders such as "{period_start}" in string values (also inside lists).
+
+    Keys may be given with or without braces. A value without a placeholder, or with one
+    that `values` does not name, is left as it is.
+    """
+    tokens = {(key if key.startswith("{") and key.endswith("}") else f"{{{key}}}"): str(text)
+              for key, text in values.items()}
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            for token, text in tokens.items():
+                value = value.replace(token, text)
+            return value
+        if isinstance(value, list | tuple):
+            return [fill(element) for element in value]
+        return value
+
+    return _map_conditions(spec, lambda c: c.model_copy(update={"value": fill(c.value)}))
+
+
+def rename_fields(spec: FilterSpec, mapping: dict[str, str]) -> FilterSpec:
+    """Point conditions at other fields, e.g. {"created_at": "order_date"} (SPEC §4)."""
+    return _map_conditions(spec, lambda c: c.model_copy(update={"field": mapping.get(c.field, c.field)}))
+
+
+def referenced_fields(spec: FilterSpec) -> list[str]:
+    """Every field the spec names, once each, in order of first mention."""
+    return list(dict.fromkeys(c.field for c in _conditions(spec.conditions)))
+
+
+def _null_checked_fields(spec: FilterSpec) -> list[str]:
+    """Fields whose nulls nullHandling governs: all but those only tested by is_(not_)null."""
+    return list(dict.fromkeys(c.field for c in _conditions(spec.conditions) if c.operator not in NULL_CHECKS))
+
+
+def _condition_problems(condition: Condition) -> list[str]:
+    field, op, value = condition.field, condition.operator, condition.value
+    if op in NULL_CHECKS:
+        return []
+    if op in LIST_OPERATORS:
+        if not isinstance(value, list | tuple):
+            return [f"field {field!r}: operator {op} needs a list of values, got {value!r}"]
+        if any(element is None for element in value):
+            return [f"field {field!r}: operator {op} cannot match null; use is_null / is_not_null"]
+        return []
+    if op == "between":
+        if not isinstance(value, list | tuple) or len(value) != 2 or None in value:
+            return [f"field {field!r}: operator between needs [low, high], got {value!r}"]
+        return []
+    if value is None:
+        return [f"field {field!r}: operator {op} needs a value"]
+    if isinstance(value, list | tuple | dict):
+        return [f"field {field!r}: operator {op} needs a single value, got {value!r}"]
+    return []
+
+
+def check_filter(spec: FilterSpec, available: Iterable[str]) -> list[str]:
+    """Every problem that would stop the spec from running, each naming its field."""
+    known = list(dict.fromkeys(str(name) for name in available))
+    problems = [
+        f"field {name!r} does not exist (available: {', '.join(known)})"
+        for name in referenced_fields(spec)
+        if name not in known
+    ]
+    for condition in _conditions(spec.conditions):
+        problems.extend(_condition_problems(condition))
+
+    def empty_groups(items: list[Condition | Group]) -> int:
+        groups = [item for item in items if isinstance(item, Group)]
+        return sum((not g.group) + empty_groups(g.group) for g in groups)
+
+    if empty_groups(spec.conditions):
+        problems.append("an empty group would match every row: give it conditions or remove it")
+    return problems
+
+
+def _fold(items: list[Condition | Group], leaf: Callable[[Condition], T], both: Callable[[T, T], T],
+          either: Callable[[T, T], T], everything: Callable[[], T]) -> T:
+    """Combine items as a sum of products: an OR starts a new AND-term (AND binds tighter)."""
+    terms: list[T] = []
+    for index, item in enumerate(items):
+        value = _fold(item.group, leaf, both, either, everything) if isinstance(item, Group) else leaf(item)
+        if index == 0 or item.logic == "OR":
+            terms.append(value)
+        else:
+            terms[-1] = both(terms[-1], value)
+    if not terms:
+        return everything()
+    result = terms[0]
+    for term in terms[1:]:
+        result = either(result, term)
+    return result
+
+
+# ---------------------------------------------------------------- value coercion
+
+
+def _check_timezone(timezone: str) -> None:
+    try:
+        ZoneInfo(timezone)
+    except Exception:
+        raise FilterConfigError(f"timezone {timezone!r} is not an IANA time zone") from None
+
+
+def _to_utc(value: Any, field: str, timezone: str) -> pd.Timestamp:
+    """A date or date-time; naive ones are local to `timezone` (a date alone: local midnight)."""
+    if not isinstance(value, str | date | datetime):
+        raise FilterConfigError(f"field {field!r} is a date-time; {value!r} is not a date or date-time")
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        hint = " (an unfilled placeholder?)" if isinstance(value, str) and "{" in value else ""
+        raise FilterConfigError(f"field {field!r} is a date-time; {value!r} is not a date or date-time{hint}") from None
+    if pd.isna(stamp):
+        raise FilterConfigError(f"field {field!r}: {value!r} is not a date-time")
+    if stamp.tzinfo is None:
+        # The first instant of the local wall-clock time: on a DST gap or fold, the earlier one.
+        stamp = stamp.tz_localize(timezone, ambiguous=True, nonexistent="shift_forward")
+    return stamp.tz_convert("UTC")
+
+
+def _to_number(value: Any, field: str) -> int | float:
+    number: int | float
+    if isinstance(value, bool):
+        raise FilterConfigError(f"field {field!r} is numeric; {value!r} is not a number")
+    if isinstance(value, int | float):
+        number = value
+    else:
+        text = str(value).strip()
+        try:
+            number = int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                raise FilterConfigError(f"field {field!r} is numeric; {value!r} is not a number") from None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise FilterConfigError(f"field {field!r}: {value!r} is not a finite number")
+    return number
+
+
+def _coerce(value: Any, kind: Kind, field: str, timezone: str) -> Any:
+    if kind == "datetime":
+        return _to_utc(value, field, timezone)
+    if kind == "number":
+        return _to_number(value, field)
+    return value if isinstance(value, str) else str(value)
+
+
+def _operands(condition: Condition, kind: Kind, timezone: str) -> list[Any]:
+    """The condition's value(s), coerced to the column's kind, as a list."""
+    if condition.operator in TEXT_OPERATORS and kind != "text":
+        raise FilterConfigError(
+            f"field {condition.field!r}: operator {condition.operator} needs a text field, not {kind}"
+        )
+    raw = condition.value
+    values = list(raw) if condition.operator in LIST_OPERATORS | {"between"} else [raw]
+    return [_coerce(value, kind, condition.field, timezone) for value in values]
+
+
+# ---------------------------------------------------------------- pandas
+
+
+def _frame_kind(series: pd.Series) -> Kind:
+    if is_datetime64_any_dtype(series.dtype):
+        return "datetime"
+    if is_numeric_dtype(series.dtype) and not is_bool_dtype(series.dtype):
+        return "number"
+    return "text"
+
+
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "equals": operator.eq, "not_equals": operator.ne, "greater_than": operator.gt,
+    "greater_equal": operator.ge, "less_than": operator.lt, "less_equal": operator.le,
+}
+
+
+def _frame_match(subject: pd.Series, op: str, values: list[Any]) -> pd.Series:
+    """The operator on non-null values; what a null gives is decided by the caller."""
+    if op in _COMPARE:
+        result = _COMPARE[op](subject, values[0])
+    elif op == "in":
+        result = subject.isin(values)
+    elif op == "not_in":
+        result = ~subject.isin(values)
+    elif op == "between":
+        result = (subject >= values[0]) & (subject <= values[1])
+    elif op == "contains":
+        result = subject.str.contains(values[0], regex=False)
+    elif op == "starts_with":
+        result = subject.str.startswith(values[0])
+    else:  # ends_with
+        result = subject.str.endswith(values[0])
+    return result.fillna(False).astype(bool)
+
+
+def _frame_condition(series: pd.Series, condition: Condition, spec: FilterSpec, timezone: str) -> pd.Series:
+    null = series.isna().astype(bool)
+    if condition.operator == "is_null":
+        return null
+    if condition.operator == "is_not_null":
+        return ~null
+    kind = _frame_kind(series)
+    values = _operands(condition, kind, timezone)
+    subject = series
+    if kind == "datetime" and getattr(series.dt, "tz", None) is None:
+        subject = series.dt.tz_localize("UTC")  # a naive column holds UTC by contract
+    elif kind == "text":
+        subject = series.astype("string")
+        if not spec.case_sensitive:
+            subject = subject.str.lower()
+            values = [value.lower() for value in values]
+    matched = _frame_match(subject, condition.operator, values)
+    return matched | null if spec.null_handling == "include" else matched & ~null
+
+
+def null_counts(df: pd.DataFrame, spec: FilterSpec) -> dict[str, int]:
+    """Nulls per field that nullHandling governs (fields absent from df are skipped)."""
+    counts = {name: int(df[name].isna().sum()) for name in _null_checked_fields(spec) if name in df.columns}
+    return {name: count for name, count in counts.items() if count}
+
+
+def filter_mask(df: pd.DataFrame, spec: FilterSpec, timezone: str = "UTC") -> pd.Series:
+    """Which rows of a typed frame the spec keeps: a bool Series aligned with df.index."""
+    problems = check_filter(spec, df.columns)
+    if problems:
+        raise FilterConfigError("invalid filter: " + "; ".join(problems))
+    _check_timezone(timezone)
+    if spec.null_handling == "error" and (counts := null_counts(df, spec)):
+        raise NullFieldError(counts)
+    mask = _fold(
+        spec.conditions,
+        leaf=lambda c: _frame_condition(df[c.field], c, spec, timezone),
+        both=operator.and_,
+        either=operator.or_,
+        everything=lambda: pd.Series(True, index=df.index, dtype=bool),
+    )
+    return mask.rename(None)
+
+
+# ---------------------------------------------------------------- SQL
+
+_CANONICAL_KINDS: dict[str, Kind] = {
+    field: ("datetime" if dtype == "datetime" else "text" if dtype == "string" else "number")
+    for dtypes in CANONICAL_DTYPES.values()
+    for field, dtype in dtypes.items()
+}
+_SQL_TYPES: dict[str, Callable[[], sa.types.TypeEngine[Any]]] = {
+    "datetime": lambda: sa.DateTime(timezone=True), "string": sa.String,
+    "float64": sa.Float, "Int64": sa.BigInteger,
+}
+
+
+def sql_columns(dtypes: Mapping[str, str], column_map: Mapping[str, str] | None = None
+                ) -> dict[str, sa.ColumnClause[Any]]:
+    """Typed column handles for compile_filter: canonical field -> source column, with the
+    SQL type that matches the canonical dtype (e.g. CANONICAL_DTYPES["transactions"])."""
+    return {
+        field: sa.column((column_map or {}).get(field, field), _SQL_TYPES[dtype]())
+        for field, dtype in dtypes.items()
+    }
+
+
+def _sql_kind(column: sa.ColumnElement[Any], field: str) -> Kind:
+    """From the column's SQL type; an untyped column falls back to the canonical dtype."""
+    sql_type = column.type
+    if isinstance(sql_type, sa.DateTime | sa.Date):
+        return "datetime"
+    if isinstance(sql_type, sa.Boolean):
+        raise FilterConfigError(f"field {field!r}: boolean columns cannot be filtered")
+    if isinstance(sql_type, sa.Integer | sa.Numeric | sa.Float):  # Float is no Numeric in SA 2.1
+        return "number"
+    if isinstance(sql_type, sa.String):
+        return "text"
+    if isinstance(sql_type, sa.types.NullType) and field in _CANONICAL_KINDS:
+        return _CANONICAL_KINDS[field]
+    raise FilterConfigError(
+        f"field {field!r}: its column has SQL type {sql_type!r}; give a DateTime, numeric or "
+        "String type (see sql_columns)"
+    )
+
+
+def _naive_utc_text(stamp: pd.Timestamp) -> str:
+    """'YYYY-MM-DD HH:MM:SS[.ffffff]': how SQLite and MariaDB DATETIME hold UTC."""
+    text = stamp.tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S")
+    return text + (f".{stamp.microsecond:06d}".rstrip("0") if stamp.microsecond else "")
+
+
+def _bind_time(stamp: pd.Timestamp, column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[Any]:
+    if dialect == "postgresql":
+        # timestamptz (or an untyped column, assumed timestamptz) takes an aware value; a plain
+        # timestamp holding UTC takes a naive one, so no session time zone gets involved.
+        aware = bool(getattr(column.type, "timezone", False)) or isinstance(column.type, sa.types.NullType)
+        moment = stamp.to_pydatetime() if aware else stamp.tz_localize(None).to_pydatetime()
+        return sa.literal(moment, sa.DateTime(timezone=aware))
+    # A string, not a datetime: SQLAlchemy's SQLite DATETIME would add ".000000", which sorts
+    # after the stored "YYYY-MM-DD HH:MM:SS" and breaks the boundary; MariaDB converts it.
+    return sa.literal(_naive_utc_text(stamp), sa.String())
+
+
+def _like_pattern(op: str, text: str) -> str:
+    escaped = text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%").replace("_", LIKE_ESCAPE + "_")
+    return {"contains": f"%{escaped}%", "starts_with": f"{escaped}%", "ends_with": f"%{escaped}"}[op]
+
+
+def _sql_text_match(column: sa.ColumnElement[Any], op: str, text: str, dialect: str, fold: bool) -> sa.ColumnElement[bool]:
+    """contains / starts_with / ends_with; SQLite's LIKE ignores ASCII case, so when case
+    matters SQLite gets instr/substr instead."""
+    if text == "":
+        return sa.true()  # every non-null text contains, starts and ends with ""
+    value = sa.literal(text, sa.String())
+    if dialect == "sqlite" and not fold:
+        if op == "contains":
+            return sa.func.instr(column, value) > 0
+        start = 1 if op == "starts_with" else -len(text)
+        return sa.func.substr(column, start, len(text)) == value
+    subject = sa.func.lower(column) if fold else column
+    pattern: sa.ColumnElement[Any] = sa.literal(_like_pattern(op, text), sa.String())
+    return subject.like(sa.func.lower(pattern) if fold else pattern, escape=LIKE_ESCAPE)
+
+
+def _sql_condition(column: sa.ColumnElement[Any], condition: Condition, spec: FilterSpec,
+                   dialect: str, timezone: str) -> sa.ColumnElement[bool]:
+    op = condition.operator
+    if op == "is_null":
+        return column.is_(None)
+    if op == "is_not_null":
+        return column.is_not(None)
+    kind = _sql_kind(column, condition.field)
+    values = _operands(condition, kind, timezone)
+    fold = kind == "text" and not spec.case_sensitive
+    subject: sa.ColumnElement[Any] = sa.func.lower(column) if fold else column
+    if op in TEXT_OPERATORS:
+        matched = _sql_text_match(column, op, values[0], dialect, fold)
+    else:
+        if kind == "datetime":
+            binds = [_bind_time(value, column, dialect) for value in values]
+        else:
+            binds = [sa.literal(value, sa.String() if kind == "text" else None) for value in values]
+            binds = [sa.func.lower(bind) if fold else bind for bind in binds]
+        if kind == "text" and dialect == "postgresql" and op not in LIST_OPERATORS:
+            subject = sa.collate(subject, "C")  # code-point order, as in pandas and the others
+        matched = _sql_compare(subject, op, binds)
+    if spec.null_handling == "include":
+        return sa.or_(column.is_(None), matched)
+    return sa.and_(column.is_not(None), matched)
+
+
+def _sql_compare(subject: sa.ColumnElement[Any], op: str, binds: list[sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
+    if op in _COMPARE:
+        return _COMPARE[op](subject, binds[0])  # type: ignore[no-any-return]
+    if op == "between":
+        return subject.between(binds[0], binds[1])
+    if not binds:  # an empty list: nothing is in it, everything is not
+        return sa.false() if op == "in" else sa.true()
+    return subject.in_(binds) if op == "in" else subject.not_in(binds)
+
+
+def compile_filter(spec: FilterSpec, columns: Mapping[str, sa.ColumnElement[Any]], dialect: str,
+                   timezone: str = "UTC") -> sa.ColumnElement[bool]:
+    """The spec as a WHERE clause for `dialect` (postgresql, mysql/mariadb, sqlite).
+
+    Values are bound parameters, never SQL text. Storage assumed: PostgreSQL timestamptz
+    (or timestamp holding UTC), MariaDB DATETIME holding naive UTC, SQLite TEXT
+    'YYYY-MM-DD HH:MM:SS' in UTC; MariaDB text columns need a case-sensitive, no-pad
+    collation (utf8mb4_nopad_bin) for caseSensitive true and trailing spaces to mean what
+    they do in pandas. With nullHandling 'error' the clause also lets through every row
+    with a null in a governed field, so the filter step sees them and raises as pandas would.
+    """
+    if dialect not in DIALECTS:
+        raise FilterConfigError(f"dialect {dialect!r} is not one of {sorted(DIALECTS)}")
+    problems = check_filter(spec, columns.keys())
+    if problems:
+        raise FilterConfigError("invalid filter: " + "; ".join(problems))
+    _check_timezone(timezone)
+    family = DIALECTS[dialect]
+    clause = _fold(
+        spec.conditions,
+        leaf=lambda c: _sql_condition(columns[c.field], c, spec, family, timezone),
+        both=lambda a, b: sa.and_(a, b),
+        either=lambda a, b: sa.or_(a, b),
+        everything=sa.true,
+    )
+    if spec.null_handling == "error":
+        nullable = [columns[name].is_(None) for name in _null_checked_fields(spec)]
+        clause = sa.or_(clause, *nullable) if nullable else clause
+    return clause

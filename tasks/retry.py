@@ -25,7 +25,11 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, httpx.HTTPStatusError):
         return exc.response.status_code in (408, 429) or exc.response.status_code >= 500
-    if getattr(exc, "transient", None) is not None:  # the REST client's own errors say
+    from tasks.extract_api import ApiError, TransientApiError
+
+    if isinstance(exc, ApiError):  # the REST client already retried what was transient
+        return isinstance(exc, TransientApiError)
+    if getattr(exc, "transient", None) is not None:  # e.g. EmailDeliveryError says itself
         return bool(exc.transient)
     if isinstance(exc, TRANSIENT_TYPES):
         return True

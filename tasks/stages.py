@@ -19,7 +19,8 @@ from tasks.extract import period_spec, window_spec
 from tasks.filtering import filter_mask
 from tasks.metrics import customer_metrics
 from tasks.normalize import empty_quarantine, normalize, normalize_history, quarantine_rows
-from tasks.quality import build_report, check_thresholds, validate_metrics, validate_source
+from tasks.quality import validate_metrics, validate_source
+from tasks.quality_report import assert_accounting, build_report, check_thresholds
 from tasks.run_context import RunContext
 from tasks.settings import CRITICAL, RULE_EVENT_TIME_MISSING, SOURCES
 
@@ -99,9 +100,10 @@ def validate_sources(config_path: str, period: str, run_id: str) -> dict[str, ob
         sample_values=config.quality.sample_values,
     )
     stg_customers = staging.read("stg_customers")
-    customer_ids = stg_customers["customer_id"].dropna()
+    customers = validate_source("customers", stg_customers, known_customer_ids=None, **common)
+    customer_ids = customers.clean["customer_id"].dropna()  # orphans: not a usable customer
     outcomes = {
-        "customers": validate_source("customers", stg_customers, known_customer_ids=None, **common),
+        "customers": customers,
         "transactions": validate_source(
             "transactions", staging.read("stg_transactions"), known_customer_ids=customer_ids, **common
         ),
@@ -127,12 +129,14 @@ def validate_sources(config_path: str, period: str, run_id: str) -> dict[str, ob
         "transactions": outcomes["transactions"].clean["order_date"].max() if len(outcomes["transactions"].clean) else None,
         "interactions": outcomes["interactions"].clean["interaction_date"].max() if len(outcomes["interactions"].clean) else None,
     }
+    assert_accounting(list(outcomes.values()), filter_quarantine, extracted)  # nothing lost
     report = build_report(
         list(outcomes.values()),
         filter_quarantine,
         extracted,
         run_time=run.run_time,
         freshness_inputs=freshness_inputs,
+        sample_values=config.quality.sample_values,
     )
     for source, outcome in outcomes.items():
         staging.write(source, outcome.clean)
@@ -161,6 +165,14 @@ def validate_sources(config_path: str, period: str, run_id: str) -> dict[str, ob
             "warnings": [b.message for b in breaches]}
 
 
+def countable_history(history: pd.DataFrame, rates: dict, reporting_currency: str) -> pd.DataFrame:
+    """History under the same currency rules as validation: a missing currency is the
+    reporting currency; an unknown one is never counted (its rows are quarantined when
+    they fall in a reported period)."""
+    currency = history["currency"].fillna(reporting_currency)
+    return history.assign(currency=currency)[currency.isin(list(rates))].reset_index(drop=True)
+
+
 @task(name="compute-customer-metrics")
 def compute_customer_metrics(config_path: str, period: str, run_id: str) -> dict[str, int]:
     started = time.perf_counter()
@@ -172,14 +184,14 @@ def compute_customer_metrics(config_path: str, period: str, run_id: str) -> dict
         staging.read("transactions"),
         staging.read("transactions_prev"),
         staging.read("interactions"),
-        staging.read("stg_history"),
+        countable_history(staging.read("stg_history"), config.rates(), config.reporting_currency),
         period=run.period,
         as_of=run.as_of,
         rates=config.rates(),
         config=config.metrics,
     )
     staging.write("customer_performance", performance)
-    metrics_report = validate_metrics(performance)
+    metrics_report = validate_metrics(performance, sample_values=config.quality.sample_values)
     staging.write("quality_report_metrics", metrics_report)
     publish_preview("calculate-metrics", "customer-performance", performance, {"customers": len(performance)})
     failed = metrics_report[~metrics_report["success"].astype(bool)]
@@ -202,7 +214,9 @@ def aggregate_performance(config_path: str, period: str, run_id: str) -> dict[st
         performance, transactions, staging.read("transactions_prev"),
         period=run.period, rates=config.rates(), config=config.metrics,
     )
-    trends = performance_trends(performance, transactions, interactions, period=run.period, rates=config.rates())
+    trends = performance_trends(
+        performance, transactions, interactions, period=run.period, rates=config.rates(), config=config.metrics
+    )
     insights = business_insights(performance, regional, interactions)
     staging.write("regional_summary", regional)
     staging.write("performance_trends", trends)

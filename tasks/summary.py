@@ -15,6 +15,10 @@ def _money(value: Any) -> str:
     return f"{float(value):,.2f}" if value is not None else "n/a"
 
 
+def _share(value: Any) -> str:
+    return f"{float(value):.1%}" if value is not None else "n/a"
+
+
 def summary_markdown(run: RunContext, stage_counts: dict[str, Any], insights: dict[str, Any], delivered: dict[str, Any]) -> str:
     totals = insights.get("totals", {})
     lines = [
@@ -29,7 +33,7 @@ def summary_markdown(run: RunContext, stage_counts: dict[str, Any], insights: di
         "",
         f"- revenue: **{_money(totals.get('revenue'))} USD**, customers {totals.get('customers')}, "
         f"active {totals.get('active_customers')}, transactions {totals.get('transactions')}",
-        f"- top 20 % of customers bring {insights.get('pareto_top20_share')} of revenue",
+        f"- top 20 % of buyers bring {_share(insights.get('pareto', {}).get('revenue_share'))} of revenue",
         "",
         "Outputs:",
     ]
