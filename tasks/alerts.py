@@ -194,7 +194,11 @@ def _shown(rule: str, value: float) -> str:
 def breach_alert(breach: Breach) -> Alert:
     """A quality threshold crossing as an alert: action fail is critical, warn a warning."""
     where = "all sources" if breach.source == ALL_SOURCES else breach.source
-    name = breach.rule.replace("_", " ") if breach.rule in SUMMARY_RULES else f"rule {breach.rule} (failed share)"
+    name = (
+        breach.rule.replace("_", " ")
+        if breach.rule in SUMMARY_RULES
+        else f"rule {breach.rule} (failed share)"
+    )
     relation = "below the minimum" if breach.value < breach.threshold else "above the maximum"
     return Alert(
         kind=QUALITY,

@@ -35,6 +35,14 @@ logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 DEFAULT_PATH = "/dashboards/customer-performance"
 TOP_CUSTOMERS = 20
+TOP_CUSTOMER_FIELDS = [
+    "customer_id", "name", "region", "customer_segment", "total_revenue", "transaction_count",
+    "avg_order_value", "engagement_score", "churn_probability",
+]  # fmt: skip
+SUMMARY_FIGURES = [
+    "revenue", "revenue_share", "customers", "active_customers", "new_customers", "transactions",
+    "avg_order_value", "avg_engagement", "avg_satisfaction", "retention_rate", "penetration",
+]  # fmt: skip
 # Failures that say "try again later"; any other status is an answer, not an accident.
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 RETRYABLE_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
@@ -113,6 +121,21 @@ def _quality(quality_report: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def _regional(regional_summary: pd.DataFrame) -> dict[str, Any]:
+    """Revenue per region, then every row of each dimension with its figures."""
+    regional: dict[str, Any] = {
+        "regions": _records(data.revenue_by_region(regional_summary), ["region", "revenue"])
+    }
+    for name, dimension, labels in (
+        ("areas", "geography", ["region", "country", "state"]),
+        ("segments", "customer_segment", ["customer_segment"]),
+        ("categories", "product_category", ["product_category"]),
+    ):
+        rows = data.dimension_rows(regional_summary, dimension)
+        regional[name] = _records(rows, [*labels, *SUMMARY_FIGURES])
+    return regional
+
+
 def build_payload(
     *,
     period: str,
@@ -149,64 +172,20 @@ def build_payload(
             "avg_order_value": totals["avg_order_value"],
             "daily": _records(daily, ["date", "revenue", "transactions"]),
             "weekly": _records(weekly, ["week_start", "revenue", "transactions"]),
-            "top_customers": _records(
-                top,
-                [
-                    "customer_id",
-                    "name",
-                    "region",
-                    "customer_segment",
-                    "total_revenue",
-                    "transaction_count",
-                    "avg_order_value",
-                    "engagement_score",
-                    "churn_probability",
-                ],
-            ),
+            "top_customers": _records(top, TOP_CUSTOMER_FIELDS),
         },
         "engagement": {
             "customers": totals["customers"],
             "active_customers": totals["active_customers"],
             "avg_engagement_score": totals["avg_engagement"],
             "segment_activity": [
-                {
-                    "customer_segment": segment,
-                    "activity_level": level,
-                    "customers": int(segments.loc[segment, level]),
-                }
-                for segment in segments.index
-                for level in segments.columns
+                {"customer_segment": segment, "activity_level": level, "customers": int(count)}
+                for (segment, level), count in segments.stack().items()
             ],
             "engagement_revenue_correlation": insights.get("engagement_revenue_correlation"),
             "satisfaction_by_tickets": insights.get("satisfaction_by_tickets"),
         },
-        "regional": {
-            "regions": _records(data.revenue_by_region(regional_summary), ["region", "revenue"]),
-            **{
-                name: _records(
-                    data.dimension_rows(regional_summary, dimension),
-                    [
-                        *labels,
-                        "revenue",
-                        "revenue_share",
-                        "customers",
-                        "active_customers",
-                        "new_customers",
-                        "transactions",
-                        "avg_order_value",
-                        "avg_engagement",
-                        "avg_satisfaction",
-                        "retention_rate",
-                        "penetration",
-                    ],
-                )
-                for name, dimension, labels in (
-                    ("areas", "geography", ["region", "country", "state"]),
-                    ("segments", "customer_segment", ["customer_segment"]),
-                    ("categories", "product_category", ["product_category"]),
-                )
-            },
-        },
+        "regional": _regional(regional_summary),
         "alerts": [alert.to_dict() for alert in alerts],
         "quality": _quality(quality_report),
         "insights": insights,

@@ -26,7 +26,7 @@ import pandas as pd
 
 from tasks import dashboard_data as data
 from tasks.alerts import REVENUE_ANOMALY, Alert, sort_alerts
-from tasks.dashboard_charts import Point, bar_chart, column_chart, heatmap, line_chart
+from tasks.dashboard_charts import Point, column_chart, heatmap, line_chart
 from tasks.dashboard_html import (
     attrs,
     compact,
@@ -39,10 +39,9 @@ from tasks.dashboard_html import (
     signed_percent,
     table,
 )
-from tasks.dashboard_sections import insights_section, quality_section
+from tasks.dashboard_sections import insights_section, quality_section, regional_section
 
 TOP_CUSTOMERS = 10
-REGION_TABLE_ROWS = 8
 _MONTH_LABEL = re.compile(r"^([a-z]+)(\d{4})$")
 
 
@@ -65,7 +64,9 @@ def _kpi(label: str, value: str, note: str = "", note_class: str = "") -> str:
     )
 
 
-def _kpis_section(totals: dict[str, float | None], insights: dict[str, Any], currency: str) -> str:
+def _kpis_section(
+    totals: dict[str, float | int | None], insights: dict[str, Any], currency: str
+) -> str:
     change = totals["change_pct"]
     change_note = f"{signed_percent(change)} vs previous period" if change is not None else ""
     trend_class = "" if change is None else ("up" if change >= 0 else "down")
@@ -166,18 +167,8 @@ def _top_customers_section(customer_performance: pd.DataFrame, currency: str) ->
         ]
         for rank, (_, row) in enumerate(top.iterrows(), start=1)
     ]
-    headers = [
-        "#",
-        "Customer",
-        "ID",
-        "Region",
-        "Segment",
-        "Revenue",
-        "Orders",
-        "AOV",
-        "Engagement",
-        "Churn p",
-    ]
+    headers = ["#", "Customer", "ID", "Region", "Segment"]
+    headers += ["Revenue", "Orders", "AOV", "Engagement", "Churn p"]
     numeric = [True, False, False, False, False, True, True, True, True, True]
     return section(
         "top-customers-section",
@@ -242,98 +233,6 @@ def _engagement_section(
     )
 
 
-def dimension_table(table_id: str, rows: pd.DataFrame, label_column: str, currency: str) -> str:
-    """Revenue, share, customers, AOV, engagement and satisfaction per label of a dimension."""
-    cells = [
-        [
-            esc(row[label_column]) or "–",
-            money(row["revenue"], currency),
-            percent(row["revenue_share"]),
-            number(row["customers"]),
-            money(row["avg_order_value"], currency),
-            number(row["avg_engagement"], 1),
-            number(row["avg_satisfaction"], 2),
-        ]
-        for _, row in rows.iterrows()
-    ]
-    headers = [
-        label_column.split("_")[-1].capitalize(),
-        "Revenue",
-        "Share",
-        "Customers",
-        "AOV",
-        "Engagement",
-        "Satisfaction",
-    ]
-    return table(table_id, headers, cells, numeric=[False] + [True] * 6)
-
-
-def _regional_section(regional_summary: pd.DataFrame, currency: str) -> str:
-    regions = data.revenue_by_region(regional_summary)
-    bars = bar_chart(
-        "regional-revenue-bars",
-        [
-            Point(str(r), float(v), str(r))
-            for r, v in zip(regions["region"], regions["revenue"], strict=True)
-        ],
-        value_title=f"Revenue ({currency})",
-        fmt=lambda v: compact(v, currency),
-        width=620,
-    )
-    geography = data.dimension_rows(regional_summary, "geography")
-    shown = geography.head(REGION_TABLE_ROWS)
-    rows = [
-        [
-            esc(row["region"]) or "–",
-            esc(row["country"]) or "–",
-            esc(row["state"]) or "–",
-            money(row["revenue"], currency),
-            percent(row["revenue_share"]),
-            number(row["customers"]),
-            percent(row["penetration"]),
-            percent(row["retention_rate"]),
-        ]
-        for _, row in shown.iterrows()
-    ]
-    caption = (
-        f"Top {len(shown)} of {len(geography)} areas by revenue"
-        if len(geography) > len(shown)
-        else None
-    )
-    area_table = table(
-        "regional-table",
-        ["Region", "Country", "State", "Revenue", "Share", "Customers", "Penetration", "Retention"],
-        rows,
-        numeric=[False, False, False, True, True, True, True, True],
-        caption=caption,
-    )
-    segments = dimension_table(
-        "segment-table",
-        data.dimension_rows(regional_summary, "customer_segment"),
-        "customer_segment",
-        currency,
-    )
-    categories = dimension_table(
-        "category-table",
-        data.dimension_rows(regional_summary, "product_category"),
-        "product_category",
-        currency,
-    )
-    body = (
-        f'<div class="two-col"><div><h3>Revenue by region</h3>{bars}</div>'
-        f"<div><h3>By area</h3>{area_table}</div></div>"
-        f'<div class="two-col"><div><h3>By customer segment</h3>{segments}</div>'
-        f"<div><h3>By product category</h3>{categories}</div></div>"
-    )
-    return section(
-        "regional-performance",
-        "Regional performance",
-        body,
-        wide=True,
-        subtitle="Penetration: share of customers who bought. Retention: last period's buyers who bought again",
-    )
-
-
 def _alerts_section(alerts: Sequence[Alert]) -> str:
     ordered = sort_alerts(list(alerts))
     items = "".join(
@@ -388,7 +287,7 @@ def render_dashboard(
             insights_section(insights, currency),
             _top_customers_section(customer_performance, currency),
             _engagement_section(performance_trends, customer_performance, transactions, timezone),
-            _regional_section(regional_summary, currency),
+            regional_section(regional_summary, currency),
             "<footer>Customer performance pipeline · a self-contained report: it works offline</footer>",
         ]
     )

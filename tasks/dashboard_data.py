@@ -48,6 +48,8 @@ def revenue_series(trends: pd.DataFrame, grain: str, timezone: str = "UTC") -> p
     overall = rows[rows["region"].isna().to_numpy(dtype=bool)]
     chosen = overall if not overall.empty else rows
     series = chosen.groupby("day", as_index=False)[["revenue", "transactions"]].sum()
+    series["revenue"] = series["revenue"].round(2)  # summing cents as floats leaves dust
+    series["transactions"] = series["transactions"].astype("int64")
     return series.sort_values("day").reset_index(drop=True)
 
 
@@ -136,7 +138,7 @@ def revenue_by_region(regional_summary: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def kpi_totals(customer_performance: pd.DataFrame) -> dict[str, float | None]:
+def kpi_totals(customer_performance: pd.DataFrame) -> dict[str, float | int | None]:
     """Headline numbers from the per-customer table (the source of every other figure).
 
     previous_revenue is the sum of revenue_prev_period, i.e. last month's revenue of this
@@ -153,14 +155,12 @@ def kpi_totals(customer_performance: pd.DataFrame) -> dict[str, float | None]:
         "revenue": total,
         "previous_revenue": previous_total,
         "change_pct": (total - previous_total) / previous_total * 100 if previous_total else None,
-        "customers": float(len(customer_performance)),
-        "active_customers": float((transactions > 0).sum()),
-        "transactions": orders,
+        "customers": len(customer_performance),
+        "active_customers": int((transactions > 0).sum()),
+        "transactions": int(orders),
         "avg_order_value": round(total / orders, 2) if orders else None,
         "avg_engagement": float(engagement.mean()) if engagement.notna().any() else None,
-        "at_risk": float(
-            (customer_performance["customer_segment"] == "at_risk").fillna(False).sum()
-        ),
+        "at_risk": int((customer_performance["customer_segment"] == "at_risk").fillna(False).sum()),
     }
 
 

@@ -1,8 +1,9 @@
-"""The dashboard's business-insights and data-quality cards.
+"""The dashboard's regional, business-insights and data-quality cards.
 
-Kept apart from `tasks.dashboard` because they follow other stages' shapes: the insights
-dict of `tasks.insights.business_insights` and the quality report of SPEC §5. An insight
-key this module does not know is still shown, as plain text, rather than dropped.
+Kept apart from `tasks.dashboard` because they follow other stages' shapes: the regional
+summary of SPEC §7, the insights dict of `tasks.insights.business_insights` and the
+quality report of SPEC §5. An insight key this module does not know is still shown, as
+plain text, rather than dropped.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.dashboard_data import quality_figure
+from tasks import dashboard_data as data
+from tasks.dashboard_charts import Point, bar_chart
 from tasks.dashboard_html import (
+    compact,
     esc,
     is_missing,
     money,
@@ -24,6 +27,7 @@ from tasks.dashboard_html import (
 )
 from tasks.settings import SUMMARY_RULES
 
+REGION_TABLE_ROWS = 8
 AT_RISK_ROWS = 10
 QUALITY_FAILURE_ROWS = 15
 SEVERITY_ORDER = {"critical": 0, "error": 1, "warning": 2}
@@ -192,6 +196,92 @@ def insights_section(insights: dict[str, Any], currency: str) -> str:
     return section("insights", "Business insights", body, wide=True)
 
 
+def dimension_table(table_id: str, rows: pd.DataFrame, label_column: str, currency: str) -> str:
+    """Revenue, share, customers, AOV, engagement and satisfaction per label of a dimension."""
+    cells = [
+        [
+            esc(row[label_column]) or "–",
+            money(row["revenue"], currency),
+            percent(row["revenue_share"]),
+            number(row["customers"]),
+            money(row["avg_order_value"], currency),
+            number(row["avg_engagement"], 1),
+            number(row["avg_satisfaction"], 2),
+        ]
+        for _, row in rows.iterrows()
+    ]
+    label = label_column.split("_")[-1].capitalize()
+    headers = [label, "Revenue", "Share", "Customers", "AOV", "Engagement", "Satisfaction"]
+    return table(table_id, headers, cells, numeric=[False] + [True] * 6)
+
+
+def regional_section(regional_summary: pd.DataFrame, currency: str) -> str:
+    """Revenue bars per region, the top areas, and the segment and category tables."""
+    regions = data.revenue_by_region(regional_summary)
+    bars = bar_chart(
+        "regional-revenue-bars",
+        [
+            Point(str(r), float(v), str(r))
+            for r, v in zip(regions["region"], regions["revenue"], strict=True)
+        ],
+        value_title=f"Revenue ({currency})",
+        fmt=lambda v: compact(v, currency),
+        width=620,
+    )
+    geography = data.dimension_rows(regional_summary, "geography")
+    shown = geography.head(REGION_TABLE_ROWS)
+    rows = [
+        [
+            esc(row["region"]) or "–",
+            esc(" · ".join(str(p) for p in (row["country"], row["state"]) if not is_missing(p)))
+            or "–",
+            money(row["revenue"], currency),
+            percent(row["revenue_share"]),
+            number(row["customers"]),
+            percent(row["penetration"]),
+            percent(row["retention_rate"]),
+        ]
+        for _, row in shown.iterrows()
+    ]
+    caption = (
+        f"Top {len(shown)} of {len(geography)} areas by revenue"
+        if len(geography) > len(shown)
+        else None
+    )
+    area_table = table(
+        "regional-table",
+        ["Region", "Country · state", "Revenue", "Share", "Customers", "Penetration", "Retention"],
+        rows,
+        numeric=[False, False, True, True, True, True, True],
+        caption=caption,
+    )
+    segments = dimension_table(
+        "segment-table",
+        data.dimension_rows(regional_summary, "customer_segment"),
+        "customer_segment",
+        currency,
+    )
+    categories = dimension_table(
+        "category-table",
+        data.dimension_rows(regional_summary, "product_category"),
+        "product_category",
+        currency,
+    )
+    body = (
+        f'<div class="two-col"><div><h3>Revenue by region</h3>{bars}</div>'
+        f"<div><h3>By area</h3>{area_table}</div></div>"
+        f'<div class="two-col"><div><h3>By customer segment</h3>{segments}</div>'
+        f"<div><h3>By product category</h3>{categories}</div></div>"
+    )
+    return section(
+        "regional-performance",
+        "Regional performance",
+        body,
+        wide=True,
+        subtitle="Penetration: share of customers who bought. Retention: last period's buyers who bought again",
+    )
+
+
 def _quality_value(rule: str, value: float | None) -> str:
     if value is None:
         return "–"
@@ -205,7 +295,9 @@ def quality_section(quality_report: pd.DataFrame) -> str:
     is_summary = quality_report["rule"].isin(SUMMARY_RULES).fillna(False).to_numpy(dtype=bool)
     summary = quality_report[is_summary]
     sources = sorted(dict.fromkeys(summary["source"].astype(str)), key=lambda s: (s == "all", s))
-    values = {(str(r["source"]), str(r["rule"])): quality_figure(r) for _, r in summary.iterrows()}
+    values = {
+        (str(r["source"]), str(r["rule"])): data.quality_figure(r) for _, r in summary.iterrows()
+    }
     summary_table = table(
         "quality-summary-table",
         ["Source", *[SUMMARY_HEADERS.get(r, r) for r in SUMMARY_RULES]],

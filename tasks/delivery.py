@@ -135,6 +135,7 @@ def alerts_for(run: RunContext) -> list[Alert]:
         quality_report=quality,
         dashboard=run.config.destinations.dashboard,
         quality=run.config.quality,
+        timezone=run.config.timezone,
     )
 
 
@@ -152,6 +153,8 @@ def build_dashboard(config_path: str, period: str, run_id: str) -> dict[str, obj
         insights=run.staging.read_json("insights"),
         alerts=alerts,
         transactions=run.staging.read("transactions"),
+        currency=run.config.reporting_currency,
+        timezone=run.config.timezone,
     )
     path = run.output_dir / f"dashboard_{run.period.label}.html"
     write_dashboard(html, path)
@@ -166,7 +169,7 @@ def build_dashboard(config_path: str, period: str, run_id: str) -> dict[str, obj
     return {"path": str(path), "alerts": len(alerts)}
 
 
-@task(name="push-bi-dashboard", **IO_RETRIES)
+@task(name="push-bi-dashboard", retries=1, retry_delay_seconds=30, retry_condition_fn=retry_on_transient)
 def push_bi(config_path: str, period: str, run_id: str) -> str:
     run = RunContext.build(config_path, period, run_id)
     block_name = run.config.destinations.dashboard.bi_api_block
@@ -183,6 +186,10 @@ def push_bi(config_path: str, period: str, run_id: str) -> str:
         quality_report=quality_report(run),
         insights=run.staging.read_json("insights"),
         alerts=alerts_for(run),
+        pipeline=run.config.pipeline,
+        run_id=run.run_id,
+        currency=run.config.reporting_currency,
+        timezone=run.config.timezone,
     )
     key = idempotency_key_for(run.config.pipeline, str(run.period), run.run_id)
     with BiApiCredentials.load(block_name).get_client() as client:

@@ -200,8 +200,8 @@ def test_payload_arrives_whole_with_auth_and_idempotency_key(bi_server: BiServer
         -40.0,
     )
     assert revenue["daily"] == [
-        {"date": "2025-07-01", "revenue": 100.0, "transactions": 1.0},
-        {"date": "2025-07-02", "revenue": 200.0, "transactions": 2.0},
+        {"date": "2025-07-01", "revenue": 100.0, "transactions": 1},
+        {"date": "2025-07-02", "revenue": 200.0, "transactions": 2},
     ]
     assert [c["customer_id"] for c in revenue["top_customers"]] == ["C1"]  # C2 bought nothing
     engagement = sent["engagement"]

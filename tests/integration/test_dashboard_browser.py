@@ -48,6 +48,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO_ROOT / "output" / "dashboard_test_screenshot.png"
 CHROMIUM = Path("/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+NOISY_CONSOLE = ("error", "warning", "assert")
+NOISY_LOG = ("error", "warning")
 HOSTILE_NAME = "<script>document.title='pwned'</script>"
 REGIONS = ("North", "South", "East", "West", "Central")
 
@@ -55,133 +57,84 @@ REGIONS = ("North", "South", "East", "West", "Central")
 # --- the generated month --------------------------------------------------------------
 
 
-def july_2025() -> dict[str, Any]:
-    """A plausible July 2025: weekday rhythm, five regions, one planted revenue spike."""
-    rng = np.random.default_rng(7)
+def _trends(rng: np.random.Generator) -> pd.DataFrame:
+    """31 days × 5 regions with a weekend dip, the overall days, and the clipped weeks."""
     days = pd.date_range("2025-07-01", "2025-07-31", freq="D", tz="UTC")
-    base = {"North": 5200, "South": 3900, "East": 4600, "West": 3100, "Central": 1800}
-    trend_rows = []
-    for region, level in base.items():
-        for day in days:
-            weekend = 0.7 if day.dayofweek >= 5 else 1.0
-            revenue = round(level * weekend * rng.uniform(0.85, 1.15), 2)
-            if region == "East" and day.day == 17:
-                revenue = round(level * 4.2, 2)  # the planted spike the anomaly alert must find
-            trend_rows.append(
-                ("day", day, region, revenue, int(revenue // 80), int(rng.integers(6, 30)))
-            )
-    trends = pd.DataFrame(
-        trend_rows,
-        columns=["grain", "bucket_start", "region", "revenue", "transactions", "interactions"],
-    )
-    overall = trends.groupby("bucket_start", as_index=False)[
-        ["revenue", "transactions", "interactions"]
-    ].sum()
-    overall = overall.assign(grain="day", region=pd.NA)
-    week_start = overall["bucket_start"] - pd.to_timedelta(
+    grid = pd.MultiIndex.from_product([REGIONS, days], names=["region", "bucket_start"])
+    daily = grid.to_frame(index=False)
+    level = daily["region"].map(dict(zip(REGIONS, (5200, 3900, 4600, 3100, 1800), strict=True)))
+    weekend = np.where(daily["bucket_start"].dt.dayofweek >= 5, 0.7, 1.0)
+    daily["revenue"] = (level * weekend * rng.uniform(0.85, 1.15, len(daily))).round(2)
+    spike = (daily["region"] == "East") & (daily["bucket_start"].dt.day == 17)
+    daily.loc[spike, "revenue"] = 4600 * 4.2  # the planted spike the anomaly alert must find
+    daily["transactions"] = daily["revenue"] // 80
+    daily["interactions"] = rng.integers(6, 30, len(daily))
+    measures = ["revenue", "transactions", "interactions"]
+    overall = daily.groupby("bucket_start", as_index=False)[measures].sum()
+    monday = overall["bucket_start"] - pd.to_timedelta(
         overall["bucket_start"].dt.dayofweek, unit="D"
     )
-    weekly = overall.assign(bucket_start=week_start.where(week_start >= days[0], days[0]))
-    weekly = weekly.groupby("bucket_start", as_index=False)[
-        ["revenue", "transactions", "interactions"]
-    ].sum()
-    trends = pd.concat(
-        [trends, overall, weekly.assign(grain="week", region=pd.NA)], ignore_index=True
-    )
-    trends = trends.assign(
-        period="2025-07", active_customers=0, new_customers=0, avg_satisfaction=4.1
-    )
+    weekly = overall.assign(bucket_start=monday.clip(lower=days[0]))
+    weekly = weekly.groupby("bucket_start", as_index=False)[measures].sum()
+    parts = [daily.assign(grain="day"), overall.assign(grain="day"), weekly.assign(grain="week")]
+    return pd.concat(parts, ignore_index=True).reindex(columns=list(PERFORMANCE_TRENDS_COLUMNS))
 
-    customers = []
-    for i in range(60):
-        revenue = round(float(rng.pareto(1.6) * 900 + 40), 2) if i % 9 else 0.0
-        orders = int(rng.integers(1, 9)) if revenue else 0
-        engagement = round(float(rng.uniform(8, 96)), 1)
-        level = (
-            "high"
-            if orders >= 4 or engagement >= 70
-            else "medium"
-            if orders >= 2 or engagement >= 40
-            else "low"
-        )
-        customers.append(
-            {
-                "period": "2025-07",
-                "customer_id": f"C{i:04d}",
-                "name": HOSTILE_NAME if i == 0 else f"Customer {i:02d} & Sons",
-                "email": f"c{i}@example.com",
-                "region": REGIONS[i % 5],
-                "country": "US",
-                "state": "CA",
-                "status": "active",
-                "registration_date": pd.Timestamp("2024-01-01", tz="UTC"),
-                "transaction_count": orders,
-                "total_revenue": revenue,
-                "avg_order_value": round(revenue / orders, 2) if orders else None,
-                "total_quantity": orders * 2,
-                "interaction_count": 3,
-                "ticket_count": 1,
-                "avg_satisfaction": 4.0,
-                "open_tickets": 0,
-                "days_since_last_login": 5,
-                "days_since_last_purchase": 3 if orders else None,
-                "engagement_score": engagement,
-                "activity_level": level if revenue else "dormant",
-                "churn_probability": round(float(rng.uniform(0.05, 0.9)), 3),
-                "revenue_prev_period": round(revenue * float(rng.uniform(0.8, 1.3)), 2),
-                "revenue_growth_pct": None,
-                "clv": revenue * 10,
-                "customer_segment": "vip"
-                if revenue > 2000
-                else ("at_risk" if i % 7 == 0 else "regular"),
-            }
-        )
-    performance = pd.DataFrame(customers)
 
-    summary_rows = []
-    for region in REGIONS:
-        for state in ("CA", "NY", "TX"):
-            summary_rows.append(
-                {
-                    "dimension": "geography",
-                    "region": region,
-                    "country": "US",
-                    "state": state,
-                    "revenue": float(rng.uniform(5_000, 60_000)),
-                }
-            )
-    for segment in ("vip", "regular", "new", "at_risk"):
-        summary_rows.append(
-            {
-                "dimension": "customer_segment",
-                "customer_segment": segment,
-                "revenue": float(rng.uniform(10_000, 200_000)),
-            }
-        )
-    for category in ("electronics", "home", "apparel", "books"):
-        summary_rows.append(
-            {
-                "dimension": "product_category",
-                "product_category": category,
-                "revenue": float(rng.uniform(10_000, 200_000)),
-            }
-        )
-    regional = pd.DataFrame(summary_rows)
-    regional = regional.assign(
-        period="2025-07",
-        revenue_share=regional["revenue"] / regional["revenue"].sum() * 3,
-        customers=40,
-        active_customers=30,
-        new_customers=2,
-        transactions=300,
-        avg_order_value=95.5,
-        avg_engagement=55.2,
-        avg_satisfaction=4.1,
-        retention_rate=0.82,
-        penetration=0.75,
-    )
+def _customers(rng: np.random.Generator, n: int = 60) -> pd.DataFrame:
+    """Pareto-shaped revenue; every 9th customer bought nothing; customer 0 has a hostile name."""
+    ids = np.arange(n)
+    revenue = np.where(ids % 9 == 0, 0.0, (rng.pareto(1.6, n) * 900 + 40).round(2))
+    orders = np.where(revenue > 0, rng.integers(1, 9, n), 0)
+    engagement = rng.uniform(8, 96, n).round(1)
+    level = np.select(
+        [revenue == 0, (orders >= 4) | (engagement >= 70), (orders >= 2) | (engagement >= 40)],
+        ["dormant", "high", "medium"], "low",
+    )  # fmt: skip
+    segment = np.where(revenue > 2000, "vip", np.where(ids % 7 == 0, "at_risk", "regular"))
+    frame = pd.DataFrame(
+        {
+            "period": "2025-07", "customer_id": [f"C{i:04d}" for i in ids],
+            "name": [HOSTILE_NAME if i == 0 else f"Customer {i:02d} & Sons" for i in ids],
+            "region": [REGIONS[i % 5] for i in ids], "country": "US", "state": "CA",
+            "transaction_count": orders, "total_revenue": revenue,
+            "avg_order_value": np.where(orders > 0, revenue / np.maximum(orders, 1), np.nan).round(2),
+            "days_since_last_purchase": np.where(orders > 0, 3, np.nan), "open_tickets": 0,
+            "engagement_score": engagement, "activity_level": level,
+            "churn_probability": rng.uniform(0.05, 0.9, n).round(3),
+            "revenue_prev_period": (revenue * rng.uniform(0.8, 1.3, n)).round(2),
+            "clv": revenue * 10, "customer_segment": segment,
+        }
+    )  # fmt: skip
+    return frame.reindex(columns=list(CUSTOMER_PERFORMANCE_COLUMNS))
 
-    quality = pd.DataFrame(
+
+def _regional(rng: np.random.Generator) -> pd.DataFrame:
+    """15 areas (5 regions × 3 states), 4 segments, 4 categories."""
+    rows = [
+        {"dimension": "geography", "region": r, "country": "US", "state": s}
+        for r in REGIONS
+        for s in ("CA", "NY", "TX")
+    ]
+    rows += [
+        {"dimension": "customer_segment", "customer_segment": s}
+        for s in ("vip", "regular", "new", "at_risk")
+    ]
+    rows += [
+        {"dimension": "product_category", "product_category": c}
+        for c in ("electronics", "home", "books")
+    ]
+    frame = pd.DataFrame(rows).assign(revenue=rng.uniform(5_000, 60_000, len(rows)).round(2))
+    per_dimension = frame.groupby("dimension")["revenue"].transform("sum")
+    frame = frame.assign(
+        period="2025-07", revenue_share=frame["revenue"] / per_dimension, customers=40,
+        active_customers=30, new_customers=2, transactions=300, avg_order_value=95.5,
+        avg_engagement=55.2, avg_satisfaction=4.1, retention_rate=0.82, penetration=0.75,
+    )  # fmt: skip
+    return frame.reindex(columns=list(REGIONAL_SUMMARY_COLUMNS))
+
+
+def _quality() -> pd.DataFrame:
+    return pd.DataFrame(
         [
             ("transactions", "amount_positive", "amount", "critical", False, 4000, 12, 0.3, "-5.0, 0.0"),
             ("customers", "email_format", "email", "error", False, 60, 2, 3.33, "not-an-email"),
@@ -196,11 +149,16 @@ def july_2025() -> dict[str, Any]:
         ],
         columns=list(QUALITY_REPORT_COLUMNS),
     )  # fmt: skip
-    timestamps = pd.Timestamp("2025-07-01", tz="UTC") + pd.to_timedelta(
-        rng.uniform(0, 31 * 86400, 900), unit="s"
+
+
+def july_2025() -> dict[str, Any]:
+    """A plausible July 2025: weekday rhythm, five regions, one planted revenue spike."""
+    rng = np.random.default_rng(7)
+    performance, regional = _customers(rng), _regional(rng)
+    seconds = rng.uniform(0, 31 * 86400, 900)
+    transactions = pd.DataFrame(
+        {"order_date": pd.Timestamp("2025-07-01", tz="UTC") + pd.to_timedelta(seconds, unit="s")}
     )
-    transactions = pd.DataFrame({"order_date": timestamps})
-    # the real insights of the generated month, so the page is drawn from the real shape
     interactions = pd.DataFrame(
         {
             "customer_id": [f"C{i % 60:04d}" for i in range(240)],
@@ -208,13 +166,13 @@ def july_2025() -> dict[str, Any]:
             "satisfaction_score": rng.integers(1, 6, 240).astype(float),
         }
     )
-    insights = business_insights(performance, regional, interactions)
     return {
-        "customer_performance": performance.reindex(columns=list(CUSTOMER_PERFORMANCE_COLUMNS)),
-        "regional_summary": regional.reindex(columns=list(REGIONAL_SUMMARY_COLUMNS)),
-        "performance_trends": trends.reindex(columns=list(PERFORMANCE_TRENDS_COLUMNS)),
-        "quality_report": quality,
-        "insights": insights,
+        "customer_performance": performance,
+        "regional_summary": regional,
+        "performance_trends": _trends(rng),
+        "quality_report": _quality(),
+        # the real insights of the generated month, so the page is drawn from the real shape
+        "insights": business_insights(performance, regional, interactions),
         "transactions": transactions,
     }
 
@@ -268,16 +226,13 @@ class Browser:
     ) -> dict[str, Any]:
         self._next_id += 1
         message_id = self._next_id
-        self.socket.send(
-            json.dumps(
-                {
-                    "id": message_id,
-                    "method": method,
-                    "params": params or {},
-                    "sessionId": self.session,
-                }
-            )
-        )
+        command = {
+            "id": message_id,
+            "method": method,
+            "params": params or {},
+            "sessionId": self.session,
+        }
+        self.socket.send(json.dumps(command))
         deadline = time.monotonic() + timeout
         while True:
             message = json.loads(self.socket.recv(timeout=max(0.1, deadline - time.monotonic())))
@@ -314,18 +269,11 @@ class Browser:
         found = []
         for event in self.events:
             method, params = event.get("method"), event.get("params", {})
-            if method == "Runtime.consoleAPICalled" and params.get("type") in (
-                "error",
-                "warning",
-                "assert",
-            ):
+            if method == "Runtime.consoleAPICalled" and params.get("type") in NOISY_CONSOLE:
                 found.append(f"console.{params['type']}: {params.get('args')}")
             elif method == "Runtime.exceptionThrown":
                 found.append(f"Uncaught: {params.get('exceptionDetails', {}).get('text')}")
-            elif method == "Log.entryAdded" and params.get("entry", {}).get("level") in (
-                "error",
-                "warning",
-            ):
+            elif method == "Log.entryAdded" and params.get("entry", {}).get("level") in NOISY_LOG:
                 found.append(f"log {params['entry']['level']}: {params['entry'].get('text')}")
         return found
 
@@ -357,67 +305,49 @@ def _devtools_url(process: subprocess.Popen[str], timeout: float = 30) -> str:
     raise RuntimeError("Chromium did not open DevTools:\n" + "".join(seen[-20:]))
 
 
+# Headless, no sandbox (root), nothing that phones home. Network off: every proxied
+# request goes to a closed port, and "<-loopback>" removes the implicit loopback bypass.
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
+    "--disable-extensions", "--hide-scrollbars",
+    "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+    "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+)  # fmt: skip
+
+
+def _browser_call(
+    socket: Any, message_id: int, method: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    """A browser-level DevTools command (no session), waiting for its answer."""
+    socket.send(json.dumps({"id": message_id, "method": method, "params": params}))
+    while True:
+        message = json.loads(socket.recv(timeout=20))
+        if message.get("id") == message_id:
+            return message["result"]
+
+
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     from websockets.sync.client import connect
 
     profile = tmp_path_factory.mktemp("chromium-profile")
-    command = [
-        str(chromium_path()),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-extensions",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        # Network off: every proxied request goes to a closed port; "<-loopback>" removes the
-        # implicit loopback bypass, so even localhost fetches fail.
-        "--proxy-server=127.0.0.1:9",
-        "--proxy-bypass-list=<-loopback>",
-        "--remote-debugging-address=127.0.0.1",
-        "--remote-debugging-port=0",
-        "about:blank",
-    ]
+    command = [str(chromium_path()), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"]
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     try:
-        socket = connect(_devtools_url(process), proxy=None, max_size=None, open_timeout=20)
-        with socket:
-            socket.send(json.dumps({"id": 1, "method": "Target.getTargets"}))
-            target = None
-            while target is None:
-                message = json.loads(socket.recv(timeout=20))
-                if message.get("id") == 1:
-                    target = next(
-                        t for t in message["result"]["targetInfos"] if t["type"] == "page"
-                    )
-            socket.send(
-                json.dumps(
-                    {
-                        "id": 2,
-                        "method": "Target.attachToTarget",
-                        "params": {"targetId": target["targetId"], "flatten": True},
-                    }
-                )
+        with connect(_devtools_url(process), proxy=None, max_size=None, open_timeout=20) as socket:
+            targets = _browser_call(socket, 1, "Target.getTargets", {})["targetInfos"]
+            page_id = next(t["targetId"] for t in targets if t["type"] == "page")
+            attached = _browser_call(
+                socket, 2, "Target.attachToTarget", {"targetId": page_id, "flatten": True}
             )
-            session = None
-            while session is None:
-                message = json.loads(socket.recv(timeout=20))
-                if message.get("id") == 2:
-                    session = message["result"]["sessionId"]
-            page = Browser(process, socket, session)
+            page = Browser(process, socket, attached["sessionId"])
             for domain in ("Page", "Runtime", "Log", "Network"):
                 page.send(f"{domain}.enable")
-            page.send(
-                "Emulation.setDeviceMetricsOverride",
-                {"width": 1400, "height": 2400, "deviceScaleFactor": 1, "mobile": False},
-            )
+            metrics = {"width": 1400, "height": 2400, "deviceScaleFactor": 1, "mobile": False}
+            page.send("Emulation.setDeviceMetricsOverride", metrics)
             yield page
     finally:
         process.terminate()
