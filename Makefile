@@ -53,6 +53,7 @@ check: setup
 	$(PY) flows/main.py --config $(CONFIG) --check $(if $(PERIOD),--period $(PERIOD))
 
 test: setup
+	$(PY) -m ruff check flows tasks blocks demo tests bench
 	$(PY) -m pytest -q
 
 test-fast: setup
@@ -60,12 +61,14 @@ test-fast: setup
 
 lint: setup
 	$(PY) -m ruff check flows tasks blocks demo tests bench
-	$(PY) -m mypy flows tasks blocks
 
-# Resume a failed run at its failed stage: finished extracts and stages are reused.
+# Rerun the failed stage of run RUN (a flow run id or name) and the stages after it, in the
+# same flow run: finished extracts come back Cached, finished stages are reused. A
+# deployment run is rescheduled for its worker and followed to the end; a local run runs
+# here. STAGE_ONLY=1 retries only the failed stage's sub-flow (the parent stays Failed).
 rerun: setup
-	@test -n "$(RUN)" || (echo "usage: make rerun RUN=<flow run id or name>"; exit 2)
-	$(VENV)/bin/prefect flow-run retry $(RUN) --entrypoint flows/main.py:customer_performance
+	@test -n "$(RUN)" || (echo "usage: make rerun RUN=<flow run id or name> [STAGE_ONLY=1]"; exit 2)
+	$(PY) flows/rerun.py $(RUN) --wait $(if $(STAGE_ONLY),--stage-only)
 
 bench: setup
 	$(PY) -m bench.run --scale $(or $(SCALE),100000)

@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -280,8 +281,6 @@ class PipelineConfig(Strict):
     @classmethod
     def _run_time(cls, value: str | None) -> str | None:
         if value is not None:
-            import pandas as pd
-
             try:
                 pd.Timestamp(value)
             except ValueError:
@@ -318,10 +317,8 @@ class PipelineConfig(Strict):
         configured = self.sources[source].event_time
         return configured if configured is not None else DEFAULT_EVENT_TIME[source]
 
-    def clock(self) -> "pd.Timestamp":
+    def clock(self) -> pd.Timestamp:
         """The run time: the pinned one, else now (UTC)."""
-        import pandas as pd
-
         if self.run_time is None:
             return pd.Timestamp.now(tz="UTC")
         stamp = pd.Timestamp(self.run_time)
@@ -335,7 +332,9 @@ def _format_validation_error(error: ValidationError) -> list[str]:
     problems = []
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"] if not str(part).startswith("function-"))
-        problems.append(f"{location}: {item['msg']}")
+        got = item.get("input")
+        shown = f" (got {got!r})" if isinstance(got, str | int | float) and not isinstance(got, bool) else ""
+        problems.append(f"{location}: {item['msg']}{shown}")
     return problems
 
 

@@ -23,9 +23,9 @@ from tasks.dashboard import render_dashboard, write_dashboard
 from tasks.export_csv import csv_name, write_csv
 from tasks.load import append_quality_history, load_period
 from tasks.notify import compose_report_email, send_email, summary_body, write_eml
+from tasks.quality_report import summary_value
 from tasks.retry import retry_on_transient
 from tasks.run_context import RunContext
-from tasks.quality_report import summary_value
 from tasks.settings import (
     CUSTOMER_PERFORMANCE_COLUMNS,
     QUALITY_REPORT_COLUMNS,

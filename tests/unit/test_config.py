@@ -97,3 +97,23 @@ def test_engagement_weights_must_sum_to_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         load_config(_write(tmp_path, mutate))
     assert "metrics.engagement_weights" in str(error.value)
+
+
+def test_cli_check_exits_non_zero_naming_every_problem(tmp_path: Path) -> None:
+    """`python flows/main.py --check` as a user runs it: readable reasons, exit status 2."""
+    import subprocess
+    import sys
+
+    def mutate(raw: dict) -> None:
+        raw["period"] = "2025-13"
+        raw["period_filter"]["conditions"].append({"field": "region", "operator": "roughly", "value": "x"})
+        raw["period_filter"]["conditions"].append({"field": "no_such_field", "operator": "equals", "value": "x"})
+
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, str(root / "flows" / "main.py"), "--check", "--config", str(_write(tmp_path, mutate))],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "2025-13" in result.stdout and "roughly" in result.stdout and "no_such_field" in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("config check failed")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
@@ -32,7 +32,7 @@ def test_bad_period(text: str) -> None:
 
 
 def test_scheduled_run_on_the_first_closes_the_previous_month() -> None:
-    two_am_aug_1 = datetime(2025, 8, 1, 2, 0, tzinfo=timezone.utc)
+    two_am_aug_1 = datetime(2025, 8, 1, 2, 0, tzinfo=UTC)
     assert str(Period.containing_yesterday("UTC", now=two_am_aug_1)) == "2025-07"
 
 

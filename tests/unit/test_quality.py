@@ -58,11 +58,11 @@ def validate(source: str, rows: list[dict[str, Any]], known: pd.Series | None = 
 
 
 def failed_by_rule(outcome: ValidationOutcome) -> dict[str, int]:
-    return {r: int(n) for r, n in zip(outcome.results["rule"], outcome.results["failed"]) if n}
+    return {r: int(n) for r, n in zip(outcome.results["rule"], outcome.results["failed"], strict=True) if n}
 
 
 def quarantined_rules(outcome: ValidationOutcome) -> dict[int, str]:
-    return dict(zip(outcome.quarantine["_row"].tolist(), outcome.quarantine["rules"].tolist()))
+    return dict(zip(outcome.quarantine["_row"].tolist(), outcome.quarantine["rules"].tolist(), strict=True))
 
 
 def tx(row: int, **fields: Any) -> dict[str, Any]:
@@ -264,7 +264,7 @@ def test_metrics_suite_reports_inconsistent_figures() -> None:
         }
     )
     report = validate_metrics(metrics)
-    failed = {r: int(n) for r, n in zip(report["rule"], report["failed"]) if n}
+    failed = {r: int(n) for r, n in zip(report["rule"], report["failed"], strict=True) if n}
     assert failed == {
         "customer_id_unique": 2, "avg_order_value_consistent": 1, "open_within_tickets": 1,
         "engagement_score_range": 1, "churn_probability_range": 1, "activity_level_allowed": 1,
