@@ -15,17 +15,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from tasks.settings import (
     CUSTOMER_PERFORMANCE_COLUMNS,
     QUALITY_REPORT_COLUMNS,
     REGIONAL_SUMMARY_COLUMNS,
 )
+from tests.e2e.demo_configs import demo_config
 
 pytestmark = [pytest.mark.e2e]
 
-ROOT = Path(__file__).resolve().parents[2]
 CUSTOMERS = 600
 
 # defect kind in demo/generate.py -> (source, rule) in the quality report
@@ -42,28 +41,15 @@ DEFECT_RULES = {
 }
 
 
-def demo_config(folder: Path, output: str) -> Path:
-    raw = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
-    demo = folder / "demo"
-    raw["demo_data"] = {"folder": str(demo), "customers": CUSTOMERS, "seed": 11}
-    raw["sources"]["customers"]["connection"] = {"url": f"sqlite:///{demo / 'customers.db'}"}
-    raw["sources"]["transactions"]["connection"] = {"url": f"sqlite:///{demo / 'sales.db'}"}
-    raw["sources"]["interactions"]["demo_db"] = str(demo / "crm.db")
-    raw["destinations"]["analytics"]["connection"] = {"url": f"sqlite:///{folder / 'analytics.db'}"}
-    raw["output_dir"] = str(folder / output)
-    raw["staging_url"] = str(folder / "staging")
-    path = folder / f"{output}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
 @pytest.fixture(scope="module")
 def demo_runs(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> dict[str, object]:
     from flows.main import customer_performance
 
     folder = tmp_path_factory.mktemp("demo")
-    first = demo_config(folder, "out1")
-    second = demo_config(folder, "out2")  # same data and analytics DB, other output folder
+    first = demo_config(folder, "out1", CUSTOMERS)
+    # same data and analytics DB, other output folder
+    second = demo_config(folder, "out2", CUSTOMERS, lambda raw: raw["destinations"]["analytics"].update(
+        connection={"url": f"sqlite:///{folder / 'out1.db'}"}))
     july = customer_performance(period="2025-07", config_path=str(first))
     july_again = customer_performance(period="2025-07", config_path=str(second))
     june = customer_performance(period="2025-06", config_path=str(first))
@@ -111,7 +97,7 @@ def test_email_in_outbox_carries_the_three_csvs(demo_runs: dict) -> None:
 
 
 def test_analytics_tables_exist_and_a_rerun_replaces_rows(demo_runs: dict) -> None:
-    with sqlite3.connect(Path(demo_runs["folder"]) / "analytics.db") as db:
+    with sqlite3.connect(Path(demo_runs["folder"]) / "out1.db") as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"customer_performance_july2025", "regional_summary_july2025", "performance_trends_july2025",
                 "data_quality_issues_july2025", "customer_performance_june2025"} <= tables
