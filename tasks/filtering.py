@@ -20,19 +20,31 @@ import math
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
 from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from tasks.settings import CANONICAL_DTYPES
 
 Operator = Literal[
-    "equals", "not_equals", "greater_than", "greater_equal", "less_than", "less_equal", "in",
-    "not_in", "contains", "starts_with", "ends_with", "is_null", "is_not_null", "between",
+    "equals",
+    "not_equals",
+    "greater_than",
+    "greater_equal",
+    "less_than",
+    "less_equal",
+    "in",
+    "not_in",
+    "contains",
+    "starts_with",
+    "ends_with",
+    "is_null",
+    "is_not_null",
+    "between",
 ]
 Logic = Literal["AND", "OR"]
 Kind = Literal["datetime", "number", "text"]
@@ -61,11 +73,28 @@ class Condition(BaseModel):
     _logic = field_validator("logic", mode="before")(_upper_logic)
 
 
+def _item_kind(value: Any) -> str:
+    """A dict with a `group` key is a group; anything else is read as a condition.
+
+    Telling pydantic which model to try keeps a bad operator's error about the condition,
+    instead of a second list of complaints about why it is not a group either.
+    """
+    if isinstance(value, dict):
+        return "group" if "group" in value else "condition"
+    return "group" if isinstance(value, Group) else "condition"
+
+
+FilterItem = Annotated[
+    Annotated["Condition", Tag("condition")] | Annotated["Group", Tag("group")],
+    Discriminator(_item_kind),
+]
+
+
 class Group(BaseModel):
     """A parenthesised list of conditions or groups."""
 
     model_config = ConfigDict(extra="forbid")
-    group: list[Condition | Group]
+    group: list[FilterItem]
     logic: Logic = "AND"
 
     _logic = field_validator("logic", mode="before")(_upper_logic)
@@ -75,7 +104,7 @@ class FilterSpec(BaseModel):
     """The seed's JSON, accepted verbatim (camelCase keys) or in snake_case."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    conditions: list[Condition | Group] = Field(default_factory=list)
+    conditions: list[FilterItem] = Field(default_factory=list)
     case_sensitive: bool = Field(False, alias="caseSensitive")
     null_handling: Literal["exclude", "include", "error"] = Field("exclude", alias="nullHandling")
 
@@ -89,7 +118,9 @@ class NullFieldError(ValueError):
 
     def __init__(self, counts: dict[str, int]):
         self.counts = counts
-        detail = "; ".join(f"field {name!r} holds {count} null value(s)" for name, count in counts.items())
+        detail = "; ".join(
+            f"field {name!r} holds {count} null value(s)" for name, count in counts.items()
+        )
         super().__init__(f"nullHandling is 'error' and {detail}")
 
 
@@ -104,7 +135,9 @@ def _conditions(items: list[Condition | Group]) -> Iterable[Condition]:
             yield item
 
 
-def _map_items(items: list[Condition | Group], change: Callable[[Condition], Condition]) -> list[Condition | Group]:
+def _map_items(
+    items: list[Condition | Group], change: Callable[[Condition], Condition]
+) -> list[Condition | Group]:
     return [
         item.model_copy(update={"group": _map_items(item.group, change)})
         if isinstance(item, Group)
@@ -123,8 +156,10 @@ def substitute(spec: FilterSpec, values: dict[str, str]) -> FilterSpec:
     Keys may be given with or without braces. A value without a placeholder, or with one
     that `values` does not name, is left as it is.
     """
-    tokens = {(key if key.startswith("{") and key.endswith("}") else f"{{{key}}}"): str(text)
-              for key, text in values.items()}
+    tokens = {
+        (key if key.startswith("{") and key.endswith("}") else f"{{{key}}}"): str(text)
+        for key, text in values.items()
+    }
 
     def fill(value: Any) -> Any:
         if isinstance(value, str):
@@ -140,7 +175,9 @@ def substitute(spec: FilterSpec, values: dict[str, str]) -> FilterSpec:
 
 def rename_fields(spec: FilterSpec, mapping: dict[str, str]) -> FilterSpec:
     """Point conditions at other fields, e.g. {"created_at": "order_date"} (SPEC §4)."""
-    return _map_conditions(spec, lambda c: c.model_copy(update={"field": mapping.get(c.field, c.field)}))
+    return _map_conditions(
+        spec, lambda c: c.model_copy(update={"field": mapping.get(c.field, c.field)})
+    )
 
 
 def referenced_fields(spec: FilterSpec) -> list[str]:
@@ -150,7 +187,11 @@ def referenced_fields(spec: FilterSpec) -> list[str]:
 
 def _null_checked_fields(spec: FilterSpec) -> list[str]:
     """Fields whose nulls nullHandling governs: all but those only tested by is_(not_)null."""
-    return list(dict.fromkeys(c.field for c in _conditions(spec.conditions) if c.operator not in NULL_CHECKS))
+    return list(
+        dict.fromkeys(
+            c.field for c in _conditions(spec.conditions) if c.operator not in NULL_CHECKS
+        )
+    )
 
 
 def _condition_problems(condition: Condition) -> list[str]:
@@ -194,12 +235,21 @@ def check_filter(spec: FilterSpec, available: Iterable[str]) -> list[str]:
     return problems
 
 
-def _fold(items: list[Condition | Group], leaf: Callable[[Condition], T], both: Callable[[T, T], T],
-          either: Callable[[T, T], T], everything: Callable[[], T]) -> T:
+def _fold(
+    items: list[Condition | Group],
+    leaf: Callable[[Condition], T],
+    both: Callable[[T, T], T],
+    either: Callable[[T, T], T],
+    everything: Callable[[], T],
+) -> T:
     """Combine items as a sum of products: an OR starts a new AND-term (AND binds tighter)."""
     terms: list[T] = []
     for index, item in enumerate(items):
-        value = _fold(item.group, leaf, both, either, everything) if isinstance(item, Group) else leaf(item)
+        value = (
+            _fold(item.group, leaf, both, either, everything)
+            if isinstance(item, Group)
+            else leaf(item)
+        )
         if index == 0 or item.logic == "OR":
             terms.append(value)
         else:
@@ -225,12 +275,16 @@ def _check_timezone(timezone: str) -> None:
 def _to_utc(value: Any, field: str, timezone: str) -> pd.Timestamp:
     """A date or date-time; naive ones are local to `timezone` (a date alone: local midnight)."""
     if not isinstance(value, str | date | datetime):
-        raise FilterConfigError(f"field {field!r} is a date-time; {value!r} is not a date or date-time")
+        raise FilterConfigError(
+            f"field {field!r} is a date-time; {value!r} is not a date or date-time"
+        )
     try:
         stamp = pd.Timestamp(value)
     except (ValueError, TypeError):
         hint = " (an unfilled placeholder?)" if isinstance(value, str) and "{" in value else ""
-        raise FilterConfigError(f"field {field!r} is a date-time; {value!r} is not a date or date-time{hint}") from None
+        raise FilterConfigError(
+            f"field {field!r} is a date-time; {value!r} is not a date or date-time{hint}"
+        ) from None
     if pd.isna(stamp):
         raise FilterConfigError(f"field {field!r}: {value!r} is not a date-time")
     if stamp.tzinfo is None:
@@ -253,7 +307,9 @@ def _to_number(value: Any, field: str) -> int | float:
             try:
                 number = float(text)
             except ValueError:
-                raise FilterConfigError(f"field {field!r} is numeric; {value!r} is not a number") from None
+                raise FilterConfigError(
+                    f"field {field!r} is numeric; {value!r} is not a number"
+                ) from None
     if isinstance(number, float) and not math.isfinite(number):
         raise FilterConfigError(f"field {field!r}: {value!r} is not a finite number")
     return number
@@ -290,8 +346,12 @@ def _frame_kind(series: pd.Series) -> Kind:
 
 
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "equals": operator.eq, "not_equals": operator.ne, "greater_than": operator.gt,
-    "greater_equal": operator.ge, "less_than": operator.lt, "less_equal": operator.le,
+    "equals": operator.eq,
+    "not_equals": operator.ne,
+    "greater_than": operator.gt,
+    "greater_equal": operator.ge,
+    "less_than": operator.lt,
+    "less_equal": operator.le,
 }
 
 
@@ -314,7 +374,9 @@ def _frame_match(subject: pd.Series, op: str, values: list[Any]) -> pd.Series:
     return result.fillna(False).astype(bool)
 
 
-def _frame_condition(series: pd.Series, condition: Condition, spec: FilterSpec, timezone: str) -> pd.Series:
+def _frame_condition(
+    series: pd.Series, condition: Condition, spec: FilterSpec, timezone: str
+) -> pd.Series:
     null = series.isna().astype(bool)
     if condition.operator == "is_null":
         return null
@@ -336,7 +398,11 @@ def _frame_condition(series: pd.Series, condition: Condition, spec: FilterSpec, 
 
 def null_counts(df: pd.DataFrame, spec: FilterSpec) -> dict[str, int]:
     """Nulls per field that nullHandling governs (fields absent from df are skipped)."""
-    counts = {name: int(df[name].isna().sum()) for name in _null_checked_fields(spec) if name in df.columns}
+    counts = {
+        name: int(df[name].isna().sum())
+        for name in _null_checked_fields(spec)
+        if name in df.columns
+    }
     return {name: count for name, count in counts.items() if count}
 
 
@@ -366,13 +432,16 @@ _CANONICAL_KINDS: dict[str, Kind] = {
     for field, dtype in dtypes.items()
 }
 _SQL_TYPES: dict[str, Callable[[], sa.types.TypeEngine[Any]]] = {
-    "datetime": lambda: sa.DateTime(timezone=True), "string": sa.String,
-    "float64": sa.Float, "Int64": sa.BigInteger,
+    "datetime": lambda: sa.DateTime(timezone=True),
+    "string": sa.String,
+    "float64": sa.Float,
+    "Int64": sa.BigInteger,
 }
 
 
-def sql_columns(dtypes: Mapping[str, str], column_map: Mapping[str, str] | None = None
-                ) -> dict[str, sa.ColumnClause[Any]]:
+def sql_columns(
+    dtypes: Mapping[str, str], column_map: Mapping[str, str] | None = None
+) -> dict[str, sa.ColumnClause[Any]]:
     """Typed column handles for compile_filter: canonical field -> source column, with the
     SQL type that matches the canonical dtype (e.g. CANONICAL_DTYPES["transactions"])."""
     return {
@@ -406,11 +475,15 @@ def _naive_utc_text(stamp: pd.Timestamp) -> str:
     return text + (f".{stamp.microsecond:06d}".rstrip("0") if stamp.microsecond else "")
 
 
-def _bind_time(stamp: pd.Timestamp, column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[Any]:
+def _bind_time(
+    stamp: pd.Timestamp, column: sa.ColumnElement[Any], dialect: str
+) -> sa.ColumnElement[Any]:
     if dialect == "postgresql":
         # timestamptz (or an untyped column, assumed timestamptz) takes an aware value; a plain
         # timestamp holding UTC takes a naive one, so no session time zone gets involved.
-        aware = bool(getattr(column.type, "timezone", False)) or isinstance(column.type, sa.types.NullType)
+        aware = bool(getattr(column.type, "timezone", False)) or isinstance(
+            column.type, sa.types.NullType
+        )
         moment = stamp.to_pydatetime() if aware else stamp.tz_localize(None).to_pydatetime()
         return sa.literal(moment, sa.DateTime(timezone=aware))
     # A string, not a datetime: SQLAlchemy's SQLite DATETIME would add ".000000", which sorts
@@ -418,12 +491,22 @@ def _bind_time(stamp: pd.Timestamp, column: sa.ColumnElement[Any], dialect: str)
     return sa.literal(_naive_utc_text(stamp), sa.String())
 
 
+_LIKE_SHAPES = {"contains": "%{}%", "starts_with": "{}%", "ends_with": "%{}"}
+
+
 def _like_pattern(op: str, text: str) -> str:
-    escaped = text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%").replace("_", LIKE_ESCAPE + "_")
-    return {"contains": f"%{escaped}%", "starts_with": f"{escaped}%", "ends_with": f"%{escaped}"}[op]
+    """The LIKE pattern for `text` taken literally: %, _ and the escape character escaped."""
+    escaped = (
+        text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2)
+        .replace("%", LIKE_ESCAPE + "%")
+        .replace("_", LIKE_ESCAPE + "_")
+    )
+    return _LIKE_SHAPES[op].format(escaped)
 
 
-def _sql_text_match(column: sa.ColumnElement[Any], op: str, text: str, dialect: str, fold: bool) -> sa.ColumnElement[bool]:
+def _sql_text_match(
+    column: sa.ColumnElement[Any], op: str, text: str, dialect: str, fold: bool
+) -> sa.ColumnElement[bool]:
     """contains / starts_with / ends_with; SQLite's LIKE ignores ASCII case, so when case
     matters SQLite gets instr/substr instead."""
     if text == "":
@@ -439,8 +522,13 @@ def _sql_text_match(column: sa.ColumnElement[Any], op: str, text: str, dialect: 
     return subject.like(sa.func.lower(pattern) if fold else pattern, escape=LIKE_ESCAPE)
 
 
-def _sql_condition(column: sa.ColumnElement[Any], condition: Condition, spec: FilterSpec,
-                   dialect: str, timezone: str) -> sa.ColumnElement[bool]:
+def _sql_condition(
+    column: sa.ColumnElement[Any],
+    condition: Condition,
+    spec: FilterSpec,
+    dialect: str,
+    timezone: str,
+) -> sa.ColumnElement[bool]:
     op = condition.operator
     if op == "is_null":
         return column.is_(None)
@@ -466,7 +554,9 @@ def _sql_condition(column: sa.ColumnElement[Any], condition: Condition, spec: Fi
     return sa.and_(column.is_not(None), matched)
 
 
-def _sql_compare(subject: sa.ColumnElement[Any], op: str, binds: list[sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
+def _sql_compare(
+    subject: sa.ColumnElement[Any], op: str, binds: list[sa.ColumnElement[Any]]
+) -> sa.ColumnElement[bool]:
     if op in _COMPARE:
         return _COMPARE[op](subject, binds[0])  # type: ignore[no-any-return]
     if op == "between":
@@ -476,8 +566,12 @@ def _sql_compare(subject: sa.ColumnElement[Any], op: str, binds: list[sa.ColumnE
     return subject.in_(binds) if op == "in" else subject.not_in(binds)
 
 
-def compile_filter(spec: FilterSpec, columns: Mapping[str, sa.ColumnElement[Any]], dialect: str,
-                   timezone: str = "UTC") -> sa.ColumnElement[bool]:
+def compile_filter(
+    spec: FilterSpec,
+    columns: Mapping[str, sa.ColumnElement[Any]],
+    dialect: str,
+    timezone: str = "UTC",
+) -> sa.ColumnElement[bool]:
     """The spec as a WHERE clause for `dialect` (postgresql, mysql/mariadb, sqlite).
 
     Values are bound parameters, never SQL text. Storage assumed: PostgreSQL timestamptz

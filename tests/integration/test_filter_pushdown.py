@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from itertools import product
 from datetime import UTC, date, datetime, timedelta
+from itertools import product
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -42,14 +42,15 @@ ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata")
 ALPHABET = "aAb%_!\\' "
 # Strings that tell a right pushdown from a wrong one: a case twin ('a'/'A'), a wildcard that
 # would match anything unescaped ('%', '_'), the escape character itself, a trailing space.
-TRICKY = ("a", "A", "ab", "Ab", "aB", "%", "_", "a%", "_b", "!", "!%", "\\", "'", "a ", "")
+TRICKY = ("a", "A", "ab", "Ab", "aB", "%", "_", "a%", "_b", "!", "!%", "\\", "'", "a ")
 strings = st.one_of(st.sampled_from(TRICKY), st.text(ALPHABET, max_size=3))
 FLOATS = (-1.5, 0.0, 0.25, 1.0, 2.5, 10.0)  # two decimals at most: exact in numeric(12,2)
 BASE = datetime(2025, 6, 30, tzinfo=UTC)
-DAYS = (date(2025, 6, 30), date(2025, 7, 1), date(2025, 7, 15), date(2025, 7, 31), date(2025, 8, 1))
+DAYS = (date(2025, 7, 1), date(2025, 8, 1), date(2025, 7, 15))  # period bounds, and a plain day
 # Midnight of Jul 1 / Aug 1 in every zone drawn, and one second either side of it.
 BOUNDARIES = tuple(
-    datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(zone)).astimezone(UTC) + timedelta(seconds=step)
+    datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(zone)).astimezone(UTC)
+    + timedelta(seconds=step)
     for day in (date(2025, 7, 1), date(2025, 8, 1))
     for zone in ZONES
     for step in (-1, 0, 1)
@@ -61,8 +62,15 @@ OPERATORS = {
     "x": (*COMPARISONS, "in", "not_in", "between", "is_null", "is_not_null"),
     "t": (*COMPARISONS, "in", "not_in", "between", "is_null", "is_not_null"),
     # The LIKE-based operators twice: they are where escaping and case folding can go wrong.
-    "s": (*COMPARISONS, "in", "not_in", "between", "is_null", "is_not_null",
-          *(("contains", "starts_with", "ends_with") * 2)),
+    "s": (
+        *COMPARISONS,
+        "in",
+        "not_in",
+        "between",
+        "is_null",
+        "is_not_null",
+        *(("contains", "starts_with", "ends_with") * 2),
+    ),
 }
 
 instants = st.one_of(
@@ -88,12 +96,14 @@ def sometimes_null(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 
 rows = st.lists(
-    st.fixed_dictionaries({
-        "n": sometimes_null(st.integers(-3, 3)),
-        "x": sometimes_null(st.sampled_from(FLOATS)),
-        "s": sometimes_null(strings),
-        "t": sometimes_null(instants),
-    }),
+    st.fixed_dictionaries(
+        {
+            "n": sometimes_null(st.integers(-3, 3)),
+            "x": sometimes_null(st.sampled_from(FLOATS)),
+            "s": sometimes_null(strings),
+            "t": sometimes_null(instants),
+        }
+    ),
     min_size=1,
     max_size=12,
 )
@@ -112,7 +122,9 @@ def conditions(draw: st.DrawFn) -> Condition:
         value = None
     else:
         value = draw(values)
-    return Condition(field=field, operator=op, value=value, logic=draw(st.sampled_from(["AND", "OR"])))
+    return Condition(
+        field=field, operator=op, value=value, logic=draw(st.sampled_from(["AND", "OR"]))
+    )
 
 
 @st.composite
@@ -137,7 +149,7 @@ specs = st.builds(
 
 @dataclass
 class Backend:
-    engine: sa.Engine
+    connection: sa.Connection  # one per test: a round trip per query, not a pool checkout too
     dialect: str
     db_time: Callable[[datetime], Any]  # how this backend stores a UTC instant
 
@@ -145,10 +157,10 @@ class Backend:
 DDL = {
     "sqlite": "CREATE TABLE cases (id INTEGER PRIMARY KEY, n INTEGER, x REAL, s TEXT, t TEXT)",
     "postgresql": "CREATE TABLE cases (id integer PRIMARY KEY, n bigint, x numeric(12, 2), "
-                  "s varchar(20), t timestamptz)",
+    "s varchar(20), t timestamptz)",
     # utf8mb4_nopad_bin: case-sensitive, and 'a' <> 'a ' (the default collations pad and fold).
     "mysql": "CREATE TABLE cases (id INT PRIMARY KEY, n BIGINT, x DOUBLE, "
-             "s VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin, t DATETIME)",
+    "s VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin, t DATETIME)",
 }
 DB_TIME: dict[str, Callable[[datetime], Any]] = {
     "sqlite": lambda moment: moment.strftime("%Y-%m-%d %H:%M:%S"),  # TEXT, UTC, no zone
@@ -167,9 +179,10 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     else:
         url = request.getfixturevalue("mysql_url") + "?charset=utf8mb4"
     engine = sa.create_engine(url)
-    with engine.begin() as connection:
+    with engine.connect() as connection:
         connection.execute(sa.text(DDL[dialect]))
-    yield Backend(engine, dialect, DB_TIME[dialect])
+        connection.commit()
+        yield Backend(connection, dialect, DB_TIME[dialect])
     engine.dispose()
 
 
@@ -180,31 +193,30 @@ def typed_frame(data: list[dict[str, Any]]) -> pd.DataFrame:
             "n": pd.array([row["n"] for row in data], dtype="Int64"),
             "x": pd.array([row["x"] for row in data], dtype="float64"),
             "s": pd.array([row["s"] for row in data], dtype="string"),
-            "t": pd.to_datetime(pd.Series([row["t"] for row in data], dtype=object), utc=True),
+            "t": pd.to_datetime([row["t"] for row in data], utc=True),  # a list: no index to align
         },
-        index=pd.RangeIndex(len(data), name="id"),
+        index=pd.RangeIndex(1, len(data) + 1, name="id"),
     )
 
 
 def load(backend: Backend, data: list[dict[str, Any]]) -> None:
-    """Replace the table's rows with `data`, ids 0..n-1, times stored the backend's way."""
+    """Replace the table's rows with `data`, ids 1..n, times stored the backend's way."""
     records = [
         {"id": index, **row, "t": None if row["t"] is None else backend.db_time(row["t"])}
-        for index, row in enumerate(data)
+        for index, row in enumerate(data, start=1)
     ]
-    with backend.engine.begin() as connection:
-        connection.execute(sa.text("DELETE FROM cases"))
-        if records:
-            insert = sa.text("INSERT INTO cases (id, n, x, s, t) VALUES (:id, :n, :x, :s, :t)")
-            connection.execute(insert, records)
+    backend.connection.execute(sa.text("DELETE FROM cases"))
+    if records:
+        insert = sa.text("INSERT INTO cases (id, n, x, s, t) VALUES (:id, :n, :x, :s, :t)")
+        backend.connection.execute(insert, records)
+    backend.connection.commit()
 
 
 def selected_ids(backend: Backend, spec: FilterSpec, timezone: str) -> list[int]:
     columns = sql_columns(DTYPES)
     table = sa.table("cases", sa.column("id", sa.Integer()), *columns.values())
     query = sa.select(table.c.id).where(compile_filter(spec, columns, backend.dialect, timezone))
-    with backend.engine.connect() as connection:
-        return sorted(connection.execute(query).scalars())
+    return sorted(backend.connection.execute(query).scalars())
 
 
 def leaves(items: list[Condition | Group]) -> list[Condition]:
@@ -214,7 +226,9 @@ def leaves(items: list[Condition | Group]) -> list[Condition]:
     return found
 
 
-def assert_pushdown_agrees(backend: Backend, frame: pd.DataFrame, spec: FilterSpec, timezone: str) -> None:
+def assert_pushdown_agrees(
+    backend: Backend, frame: pd.DataFrame, spec: FilterSpec, timezone: str
+) -> None:
     pushed = selected_ids(backend, spec, timezone)
     try:
         expected = sorted(frame.index[filter_mask(frame, spec, timezone)])
@@ -233,17 +247,27 @@ def assert_pushdown_agrees(backend: Backend, frame: pd.DataFrame, spec: FilterSp
     database=None,  # no .hypothesis folder in the repository; a failure prints its example
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(data=rows, spec=specs, timezone=st.sampled_from(ZONES))
+@given(
+    data=rows,
+    spec=specs,
+    singles=st.lists(conditions(), min_size=1, max_size=3),
+    timezone=st.sampled_from(ZONES),
+)
 def test_pushdown_selects_the_rows_filter_mask_keeps(
-    backend: Backend, data: list[dict[str, Any]], spec: FilterSpec, timezone: str
+    backend: Backend,
+    data: list[dict[str, Any]],
+    spec: FilterSpec,
+    singles: list[Condition],
+    timezone: str,
 ) -> None:
     frame = typed_frame(data)
     load(backend, data)
-    # Each condition alone, under both case settings and every null handling, first: a wrong
-    # leaf fails here even where the whole tree would hide it. Then the tree as drawn, for
-    # AND/OR precedence and groups.
-    for condition in leaves(spec.conditions):
-        for case_sensitive, null_handling in product([True, False], ["exclude", "include", "error"]):
+    # Conditions alone first, text ones under both case settings, each with nulls excluded
+    # and included: a wrong leaf fails here even where a tree would hide it. Then the tree as
+    # drawn, for AND/OR precedence, groups and nullHandling 'error'.
+    for condition in [*singles, *leaves(spec.conditions)]:
+        cases = [True, False] if condition.field == "s" else [spec.case_sensitive]
+        for case_sensitive, null_handling in product(cases, ["exclude", "include"]):
             alone = FilterSpec(
                 conditions=[condition], case_sensitive=case_sensitive, null_handling=null_handling
             )
@@ -251,8 +275,42 @@ def test_pushdown_selects_the_rows_filter_mask_keeps(
     assert_pushdown_agrees(backend, frame, spec, timezone)
 
 
+# Hand-checked text cases; ids 1..10 hold the strings in TEXT_ROWS below.
+TEXT_ROWS = ["a", "A", "a%", "ab", "a_", "a!", "a'", "a\\", "a ", None]
+TEXT_CASES = [
+    # (operator, value, caseSensitive, nullHandling, ids kept)
+    ("contains", "%", True, "exclude", [3]),  # a literal percent sign, not "anything"
+    ("starts_with", "a_", True, "exclude", [5]),  # unescaped "_" would also take 3, 4, 6-9
+    ("ends_with", "!", True, "exclude", [6]),  # the escape character as data
+    ("contains", "'", True, "exclude", [7]),  # a quote travels as a bound value
+    ("ends_with", "\\", True, "exclude", [8]),  # a backslash is no escape
+    ("equals", "a", True, "exclude", [1]),  # not "A", not "a " (no space padding)
+    ("equals", "a", False, "exclude", [1, 2]),  # folded: "A" matches too
+    ("starts_with", "A", True, "exclude", [2]),  # SQLite's LIKE would fold here
+    ("contains", "A", False, "exclude", [1, 2, 3, 4, 5, 6, 7, 8, 9]),  # every non-null row
+    ("not_equals", "A", False, "include", [3, 4, 5, 6, 7, 8, 9, 10]),  # id 10 is null: in
+]
+
+
+def test_text_cases_on_every_backend(backend: Backend) -> None:
+    """One database per backend for all cases: creating one per case would dominate the run."""
+    data = [{"n": None, "x": None, "s": text, "t": None} for text in TEXT_ROWS]
+    frame = typed_frame(data)
+    load(backend, data)
+    for op, value, case_sensitive, null_handling, expected in TEXT_CASES:
+        spec = FilterSpec(
+            conditions=[Condition(field="s", operator=op, value=value)],
+            case_sensitive=case_sensitive,
+            null_handling=null_handling,
+        )
+        assert sorted(frame.index[filter_mask(frame, spec)]) == expected, spec
+        assert selected_ids(backend, spec, "UTC") == expected, spec
+
+
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql", "mysql"])
-def test_seed_filter_on_untyped_canonical_columns(dialect: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_seed_filter_on_untyped_canonical_columns(
+    dialect: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     """Extraction names columns without SQL types; the canonical dtype of order_date decides.
 
     Europe/Berlin is UTC+2 in July/August, so July is [06-30 22:00, 07-31 22:00) in UTC.
@@ -269,24 +327,40 @@ def test_seed_filter_on_untyped_canonical_columns(dialect: str, request: pytest.
         3: datetime(2025, 7, 31, 21, 59, 59, tzinfo=UTC),  # July 31, 23:59:59 in Berlin: in
         4: datetime(2025, 7, 31, 22, 0, 0, tzinfo=UTC),  # Aug 1, 00:00 in Berlin: out
     }
-    spec = FilterSpec.model_validate({
-        "conditions": [
-            {"field": "order_date", "operator": "greater_equal", "value": "2025-07-01", "logic": "AND"},
-            {"field": "order_date", "operator": "less_than", "value": "2025-08-01", "logic": "AND"},
-        ],
-        "caseSensitive": False,
-        "nullHandling": "exclude",
-    })
+    spec = FilterSpec.model_validate(
+        {
+            "conditions": [
+                {
+                    "field": "order_date",
+                    "operator": "greater_equal",
+                    "value": "2025-07-01",
+                    "logic": "AND",
+                },
+                {
+                    "field": "order_date",
+                    "operator": "less_than",
+                    "value": "2025-08-01",
+                    "logic": "AND",
+                },
+            ],
+            "caseSensitive": False,
+            "nullHandling": "exclude",
+        }
+    )
     engine = sa.create_engine(url)
     try:
         with engine.begin() as connection:
-            connection.execute(sa.text(f"CREATE TABLE orders (id INTEGER PRIMARY KEY, order_date {ddl})"))
+            connection.execute(
+                sa.text(f"CREATE TABLE orders (id INTEGER PRIMARY KEY, order_date {ddl})")
+            )
             connection.execute(
                 sa.text("INSERT INTO orders (id, order_date) VALUES (:id, :t)"),
                 [{"id": key, "t": DB_TIME[dialect](moment)} for key, moment in utc_rows.items()],
             )
             table = sa.table("orders", sa.column("id"), sa.column("order_date"))
-            where = compile_filter(spec, {"order_date": table.c.order_date}, dialect, "Europe/Berlin")
+            where = compile_filter(
+                spec, {"order_date": table.c.order_date}, dialect, "Europe/Berlin"
+            )
             selected = sorted(connection.execute(sa.select(table.c.id).where(where)).scalars())
     finally:
         engine.dispose()
