@@ -95,9 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.check:
         return check(args.config, args.period)
+    state = customer_performance(
+        period=args.period, config_path=args.config, run_id=args.run_id, return_state=True
+    )
     try:
-        summary = customer_performance(period=args.period, config_path=args.config, run_id=args.run_id)
+        summary = state.result()
     except Exception as exc:  # the reason goes on the last line, for people and schedulers
+        run = state.state_details.flow_run_id
+        print(f"resume it with: make rerun RUN={run}", file=sys.stderr)
         print(f"customer-performance FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(f"customer-performance {summary['period']} completed: outputs in {Path(summary['delivered']['files'][0]).parent}")

@@ -1,50 +1,145 @@
 """What the Prefect UI shows for a run: previews, the quality report, a run summary.
 
-Artifacts are best-effort views: they never carry credentials (only frames the pipeline
-produced) and a failure to create one never fails the stage.
+Every artifact is keyed (lower-case letters, digits, dashes), so the UI's Artifacts page
+lists each one with its history across runs; each is attached to the (sub-)flow run that
+made it. Artifacts are best-effort views: a failure to create one never fails the stage.
+
+What they never carry (SPEC §9): credentials. The frames are the pipeline's own data, and
+every text is passed through `redact_credentials` in case a value or a path holds a URL
+with a password. Previews also mask contact details (email, phone): the Prefect UI has a
+wider audience than the report's recipients, and a preview does not need them to be read.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+from typing import Any
 
 import pandas as pd
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 log = logging.getLogger(__name__)
 
+PREVIEW_ROWS = 10
+REPORT_ROWS = 500
+INVALID_SUFFIX = "__invalid"  # tasks.settings: the raw text of a value that did not parse
+MASKED_COLUMNS = ("email", "phone")
+# scheme://user:password@host -> scheme://user:***@host
+_URL_PASSWORD_RE = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@]+:)[^\s@]+@")
 
-def _records(frame: pd.DataFrame, rows: int) -> list[dict[str, object]]:
-    # to_json handles Timestamps and NaN (-> null); to_dict("records") would not.
-    visible = frame[[c for c in frame.columns if c != "record"]].head(rows)
-    return json.loads(visible.to_json(orient="records", date_format="iso"))
+
+def redact_credentials(text: str) -> str:
+    """Replace the password of every `scheme://user:password@host` in `text` with ***."""
+    return _URL_PASSWORD_RE.sub(r"\g<head>***@", text)
+
+
+def mask_contact(column: str, value: object) -> object:
+    """An email keeps its first letter and domain (v***@example.com); a phone its last
+    three digits (***815): enough to tell rows apart, not enough to contact anyone."""
+    if not isinstance(value, str) or not value:
+        return value
+    if column == "email":
+        local, at, domain = value.partition("@")
+        return f"{local[:1]}***@{domain}" if at else "***"
+    digits = re.sub(r"\D", "", value)
+    return f"***{digits[-3:]}" if len(digits) > 3 else "***"
+
+
+def preview_frame(frame: pd.DataFrame, rows: int = PREVIEW_ROWS) -> pd.DataFrame:
+    """The first `rows` rows as the UI shows them.
+
+    Dropped: the quarantine's `record` (a whole row as JSON), internal helper columns
+    (`_row`), and every `<column>__invalid` that is empty in the whole frame (one per typed
+    column; they would double the width). An `__invalid` column with any value stays: it
+    is what a reader needs to see.
+    """
+    keep = [
+        column
+        for column in frame.columns
+        if column != "record"
+        and not str(column).startswith("_")
+        and not (str(column).endswith(INVALID_SUFFIX) and not frame[column].notna().any())
+    ]
+    head = frame[keep].head(rows).copy()
+    for column in MASKED_COLUMNS:
+        if column in head.columns:
+            head[column] = [mask_contact(column, value) for value in head[column].astype(object)]
+    return head
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON-safe rows: to_json handles Timestamps and NaN (-> null); to_dict would not."""
+    rows: list[dict[str, Any]] = json.loads(frame.to_json(orient="records", date_format="iso"))
+    return [
+        {k: redact_credentials(v) if isinstance(v, str) else v for k, v in row.items()}
+        for row in rows
+    ]
 
 
 def key_for(text: str) -> str:
     """Artifact keys allow only lower-case letters, digits and dashes."""
-    return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")
+    key = "".join(ch if ch.isascii() and ch.isalnum() else "-" for ch in text.lower())
+    return re.sub(r"-{2,}", "-", key).strip("-")
 
 
-def publish_preview(stage: str, name: str, frame: pd.DataFrame, counts: dict[str, int], rows: int = 10) -> None:
-    description = f"{stage}: {name}, first {min(rows, len(frame))} of {len(frame):,} rows; " + ", ".join(
-        f"{k} {v:,}" for k, v in counts.items()
-    )
+def preview_description(
+    stage: str, name: str, shown: int, total: int, counts: dict[str, int]
+) -> str:
+    description = f"{stage}: {name}, first {shown:,} of {total:,} rows"
+    if counts:
+        description += "; " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+    return description
+
+
+def publish_preview(
+    stage: str, name: str, frame: pd.DataFrame, counts: dict[str, int], rows: int = PREVIEW_ROWS
+) -> None:
+    """A stage's output, first rows only: key `<stage>-<name>`, e.g. `aggregate-regional-summary`."""
     try:
-        create_table_artifact(key=key_for(f"{stage}-{name}"), table=_records(frame, rows), description=description)
+        head = preview_frame(frame, rows)
+        create_table_artifact(
+            key=key_for(f"{stage}-{name}"),
+            table=records(head),
+            description=redact_credentials(
+                preview_description(stage, name, len(head), len(frame), counts)
+            ),
+        )
     except Exception as exc:  # a view must not fail the stage
-        log.warning("could not publish the %s preview: %s", name, exc)
+        _warn(f"could not publish the {name} preview: {exc}")
 
 
-def publish_table(key: str, frame: pd.DataFrame, description: str, rows: int = 500) -> None:
+def publish_table(key: str, frame: pd.DataFrame, description: str, rows: int = REPORT_ROWS) -> None:
+    """A whole report (up to `rows` rows), e.g. the quality report."""
     try:
-        create_table_artifact(key=key_for(key), table=_records(frame, rows), description=description)
+        shown = frame[[c for c in frame.columns if c != "record"]].head(rows)
+        if len(frame) > rows:
+            description += f" (first {rows:,} of {len(frame):,} rows)"
+        create_table_artifact(
+            key=key_for(key), table=records(shown), description=redact_credentials(description)
+        )
     except Exception as exc:
-        log.warning("could not publish %s: %s", key, exc)
+        _warn(f"could not publish {key}: {exc}")
 
 
 def publish_markdown(key: str, markdown: str, description: str) -> None:
     try:
-        create_markdown_artifact(key=key_for(key), markdown=markdown, description=description)
+        create_markdown_artifact(
+            key=key_for(key),
+            markdown=redact_credentials(markdown),
+            description=redact_credentials(description),
+        )
     except Exception as exc:
-        log.warning("could not publish %s: %s", key, exc)
+        _warn(f"could not publish {key}: {exc}")
+
+
+def _warn(message: str) -> None:
+    """To the run's log when there is a run (so the UI shows it), else to the module log."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        get_run_logger().warning(message)
+    except MissingContextError:
+        log.warning(message)

@@ -166,6 +166,11 @@ def validate_sources(config_path: str, period: str, run_id: str) -> dict[str, ob
         {"breaches": [b.__dict__ for b in breaches], "rows": {s: o.rows_used for s, o in outcomes.items()}},
     )
     publish_table("quality-report", report, f"data quality report, {run.period.label}")
+    for source, outcome in outcomes.items():
+        publish_preview(
+            "validate-data", source, outcome.clean,
+            {"rows in": outcome.rows_in, "used": outcome.rows_used, "quarantined": outcome.rows_quarantined},
+        )
     rows_in = sum(extracted.values())
     rows_out = sum(o.rows_used for o in outcomes.values())
     _log_stage("validate_data", rows_in, rows_out, len(quarantine), started)
