@@ -110,6 +110,27 @@ def _extract_rest(run: RunContext, source_name: str, source: RestSource) -> dict
     return {f"raw_{source_name}": frame}
 
 
+def parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns whose values mix types ("12,50" beside 12.5) as text, so Parquet takes them.
+
+    Raw frames keep values as the source gave them; a column a source typed loosely
+    (SQLite, JSON) can hold numbers and text at once. As text, nothing is lost: the
+    staging casts parse it again and keep what does not parse.
+    """
+    mixed = [
+        column for column in frame.columns
+        if frame[column].dtype == object
+        and pd.api.types.infer_dtype(frame[column], skipna=True) in ("mixed", "mixed-integer")
+    ]
+    if not mixed:
+        return frame
+    out = frame.copy()
+    for column in mixed:
+        values = out[column]
+        out[column] = values.map(lambda v: None if v is None else str(v)).where(values.notna(), None)
+    return out
+
+
 @task(
     name="extract",
     retries=3,
@@ -132,7 +153,7 @@ def extract_source(source_name: str, config_path: str, period: str, run_id: str)
         frames = _extract_rest(run, source_name, source)
     counts = {}
     for name, frame in frames.items():
-        run.staging.write(name, frame)
+        run.staging.write(name, parquet_safe(frame))
         counts[name] = len(frame)
     logger.info(
         "extract %s from %s: %s in %.2f s",
