@@ -4,22 +4,59 @@ What it promises (SPEC §3): only the needed columns are read; the period filter
 into the WHERE clause with bound parameters (identifiers come from validated config, values
 are never formatted into SQL); a table or a user query is mapped onto canonical names; the
 history the metrics need is fetched as a pushed-down aggregate, not by pulling all rows.
+
+Types are settled on the way in, from the column types the database reports for the source
+(a zero-row probe): DECIMAL/NUMERIC money is cast to double in SQL (no per-row Decimal
+objects; the staging casts make it float64 anyway and the metrics sum integer cents), the
+session time zone is UTC so timestamptz and TIMESTAMP values arrive as UTC, naive DATETIME
+is taken as UTC, and MySQL date columns are read as text so that a zero date
+('0000-00-00 00:00:00') reaches the staging casts as its original text. Canonical datetime
+fields come out as datetime64[us, UTC] when every value converts, else as the source's text.
+
+The rows travel by the fastest reader the connection allows (tasks/sql_fastpath.py:
+PostgreSQL COPY, MySQL streaming cursor); every other database, and the fallback, is
+SQLAlchemy's streamed result read `chunk_rows` at a time.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql
 
 from tasks.config import SqlSource
-from tasks.filtering import Condition, FilterSpec, compile_filter
-from tasks.settings import FIELDS, REQUIRED_SOURCE_FIELDS
+from tasks.filtering import DIALECTS, Condition, FilterSpec, compile_filter
+from tasks.settings import CANONICAL_DTYPES, FIELDS, REQUIRED_SOURCE_FIELDS
+from tasks.sql_fastpath import read_query, utc_session
 
-log = logging.getLogger(__name__)
+# Source column kinds, from the type code in the probe's cursor.description.
+# fmt: off
+PG_KINDS = {
+    20: "int", 21: "int", 23: "int", 26: "int", 700: "float", 701: "float", 1700: "decimal",
+    790: "money", 1184: "datetime", 1114: "datetime", 1082: "datetime",
+    25: "text", 1043: "text", 1042: "text", 19: "text", 18: "text",
+}  # any other type (bool, uuid, json, interval...) is read as its text: "other"
+MYSQL_KINDS = {
+    0: "decimal", 246: "decimal", 1: "int", 2: "int", 3: "int", 8: "int", 9: "int", 13: "int",
+    4: "float", 5: "float", 7: "datetime", 10: "datetime", 12: "datetime", 14: "datetime",
+}  # everything else arrives as text already
+# fmt: on
+# Errors that mean "the configured table or column is not there", per driver.
+PG_SCHEMA_CODES = {"42P01", "42703", "3F000", "42704"}
+MYSQL_SCHEMA_CODES = {1146, 1054, 1049}
+SQLITE_SCHEMA_PREFIXES = ("no such table", "no such column")
+# MySQL's documented DATETIME range starts here; anything below is a zero or invalid date.
+MYSQL_FIRST_VALID_TIME = "1000-01-01 00:00:00"
+# The first whole day datetime64[ns] can hold: older order dates (year 1, say) cannot be
+# placed in time by the staging casts, so the history leaves them out as it does garbage.
+EARLIEST_ORDER_DATE = "1677-09-22"
+ISO_TIME_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?"
+    r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$"
+)
 
 
 class SourceSchemaError(ValueError):
@@ -28,13 +65,20 @@ class SourceSchemaError(ValueError):
 
 @dataclass(frozen=True)
 class SourceRelation:
-    """The selectable a source reads from, and canonical field -> source column."""
+    """The selectable a source reads from, canonical field -> source column, and the kind
+    ("int", "float", "decimal", "datetime", "text", ...; "any" on SQLite) of each column."""
 
     selectable: sa.FromClause
     columns: dict[str, str]
+    kinds: dict[str, str] = field(default_factory=dict)
 
     def column(self, field: str) -> sa.ColumnElement:
         return self.selectable.c[self.columns[field]]
+
+
+def dialect_family(dialect: sa.Dialect) -> str:
+    """postgresql, mysql (MariaDB included) or sqlite: what compile_filter calls them."""
+    return DIALECTS.get(dialect.name, dialect.name)
 
 
 def _quoted_table(name: str) -> sa.TableClause:
@@ -42,32 +86,60 @@ def _quoted_table(name: str) -> sa.TableClause:
     return sa.table(table, schema=schema or None)
 
 
-def source_columns(connection: sa.Connection, source: SqlSource) -> list[str]:
-    """The column names the configured table or query really has."""
+def _is_schema_error(exc: sa.exc.DBAPIError) -> bool:
+    orig = exc.orig
+    if getattr(orig, "pgcode", None) in PG_SCHEMA_CODES:
+        return True
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in MYSQL_SCHEMA_CODES:
+        return True
+    return str(orig).lower().startswith(SQLITE_SCHEMA_PREFIXES)
+
+
+def source_columns(connection: sa.Connection, source: SqlSource) -> dict[str, Any]:
+    """Column name -> driver type code, for the configured table or query (zero-row probe)."""
     if source.table is not None:
         schema, _, table = source.table.rpartition(".")
-        inspector = sa.inspect(connection)
-        if not inspector.has_table(table, schema=schema or None):
+        if not sa.inspect(connection).has_table(table, schema=schema or None):
             raise SourceSchemaError(f"table {source.table!r} does not exist in the source database")
-        return [c["name"] for c in inspector.get_columns(table, schema=schema or None)]
-    probe = sa.select(sa.text("*")).select_from(sa.text(f"({source.query}) AS probe")).where(sa.false())
-    return list(connection.execute(probe).keys())
+        origin: sa.FromClause | sa.TextClause = _quoted_table(source.table)
+    else:
+        origin = sa.text(f"({source.query}) AS probe")
+    try:
+        result = connection.execute(sa.select(sa.text("*")).select_from(origin).where(sa.false()))
+    except sa.exc.DBAPIError as exc:
+        if not _is_schema_error(exc):
+            raise
+        what = f"table {source.table!r}" if source.table else "the configured query"
+        raise SourceSchemaError(f"{what} cannot be read: {str(exc.orig).strip()}") from None
+    description = result.cursor.description if result.cursor is not None else []
+    result.close()
+    return {column[0]: column[1] for column in description}
+
+
+def column_kind(family: str, type_code: Any) -> str:
+    if family == "postgresql":
+        return PG_KINDS.get(type_code, "other")
+    if family == "mysql":
+        return MYSQL_KINDS.get(type_code, "text")
+    return "any"  # SQLite: each value has its own type
 
 
 def relation_for(connection: sa.Connection, name: str, source: SqlSource) -> SourceRelation:
     """Map canonical fields onto the source's columns; fail clearly on a missing one."""
-    available = source_columns(connection, source)
+    types = source_columns(connection, source)
+    available = list(types)
     lookup = {column.lower(): column for column in available}
     columns: dict[str, str] = {}
     problems: list[str] = []
-    for field in FIELDS[name]:
-        wanted = source.column_map.get(field, field)
+    for canonical in FIELDS[name]:
+        wanted = source.column_map.get(canonical, canonical)
         actual = lookup.get(wanted.lower())
         if actual is not None:
-            columns[field] = actual
-        elif field in source.column_map or field in REQUIRED_SOURCE_FIELDS[name]:
+            columns[canonical] = actual
+        elif canonical in source.column_map or canonical in REQUIRED_SOURCE_FIELDS[name]:
             problems.append(
-                f"sources.{name}: column {wanted!r} (for field {field!r}) does not exist; "
+                f"sources.{name}: column {wanted!r} (for field {canonical!r}) does not exist; "
                 f"the source has: {', '.join(available)}"
             )
     if problems:
@@ -79,15 +151,50 @@ def relation_for(connection: sa.Connection, name: str, source: SqlSource) -> Sou
     else:
         text = sa.text(source.query or "").columns(*(sa.column(c) for c in available))
         selectable = text.subquery("src")
-    return SourceRelation(selectable, columns)
+    family = dialect_family(connection.dialect)
+    kinds = {f: column_kind(family, types[c]) for f, c in columns.items()}
+    return SourceRelation(selectable, columns, kinds)
+
+
+def read_expression(
+    column: sa.ColumnElement, kind: str, family: str
+) -> tuple[sa.ColumnElement, str]:
+    """What to SELECT for one column, and the kind of value that arrives."""
+    if family == "postgresql":
+        if kind == "decimal":
+            return sa.cast(column, postgresql.DOUBLE_PRECISION()), "float"
+        if kind == "money":  # money's text is locale-formatted ('$1,234.50'): go via numeric
+            return sa.cast(sa.cast(column, sa.Numeric()), postgresql.DOUBLE_PRECISION()), "float"
+        if kind == "other":
+            return sa.cast(column, sa.Text()), "text"
+    if family == "mysql":
+        if kind == "decimal":
+            return sa.cast(column, mysql.DOUBLE(asdecimal=False)), "float"
+        if kind == "datetime":  # text keeps '0000-00-00 00:00:00'; the driver would give None
+            return sa.cast(column, sa.CHAR()), "text"
+    return column, kind
 
 
 def extraction_query(
-    relation: SourceRelation, where: sa.ColumnElement[bool] | None
-) -> sa.Select:
-    labelled = [relation.column(field).label(field) for field in relation.columns]
-    query = sa.select(*labelled).select_from(relation.selectable)
-    return query.where(where) if where is not None else query
+    relation: SourceRelation, where: sa.ColumnElement[bool] | None, family: str
+) -> tuple[sa.Select, dict[str, str]]:
+    """SELECT of the mapped fields (cast as `read_expression` says) and their arriving kinds."""
+    expressions: list[sa.ColumnElement] = []
+    kinds: dict[str, str] = {}
+    for canonical in relation.columns:
+        expression, kinds[canonical] = read_expression(
+            relation.column(canonical), relation.kinds.get(canonical, "any"), family
+        )
+        expressions.append(expression.label(canonical))
+    query = sa.select(*expressions).select_from(relation.selectable)
+    return (query.where(where) if where is not None else query), kinds
+
+
+def unplaceable_time(column: sa.ColumnElement, family: str) -> sa.ColumnElement[bool] | None:
+    """Rows whose event time exists but is no instant: MySQL's zero and invalid dates."""
+    if family == "mysql":
+        return column < sa.literal(MYSQL_FIRST_VALID_TIME, sa.String())
+    return None
 
 
 def pushdown_predicate(
@@ -99,28 +206,21 @@ def pushdown_predicate(
     extra_windows: list[FilterSpec],
     event_time: str | None,
 ) -> sa.ColumnElement[bool] | None:
-    """(period filter) OR (any extra window) OR (event time is null).
+    """(period filter) OR (any extra window) OR (event time is null or no instant).
 
-    Rows whose event time is null are fetched on purpose: they belong to no period, and the
-    filter stage quarantines them under `event_time_missing` instead of losing them.
+    Rows without a usable event time are fetched on purpose: they belong to no period, and
+    the filter stage quarantines them under `event_time_missing` instead of losing them.
     """
     if period_spec is None or event_time is None:
         return None
-    columns = {field: relation.column(field) for field in relation.columns}
+    columns = {name: relation.column(name) for name in relation.columns}
     parts = [compile_filter(period_spec, columns, dialect, timezone)]
     parts += [compile_filter(spec, columns, dialect, timezone) for spec in extra_windows]
     parts.append(relation.column(event_time).is_(None))
+    invalid = unplaceable_time(relation.column(event_time), DIALECTS.get(dialect, dialect))
+    if invalid is not None:
+        parts.append(invalid)
     return sa.or_(*parts)
-
-
-def read_frames(
-    connection: sa.Connection, query: sa.Select, chunk_rows: int
-) -> Iterator[pd.DataFrame]:
-    """Stream the result in chunks (server-side cursor where the driver has one)."""
-    result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
-    keys = list(result.keys())
-    while rows := result.fetchmany(chunk_rows):
-        yield pd.DataFrame.from_records(rows, columns=keys)
 
 
 def extract_table(
@@ -132,23 +232,50 @@ def extract_table(
     period_spec: FilterSpec | None = None,
     extra_windows: list[FilterSpec] | None = None,
     event_time: str | None = None,
+    fast_path: bool = True,
 ) -> pd.DataFrame:
-    """The source's rows under canonical names, filtered in SQL where a filter is given."""
+    """The source's rows under canonical names, filtered in SQL where a filter is given.
+
+    `fast_path=False` forces the generic reader (tests compare the two).
+    """
     with engine.connect() as connection:
-        relation = relation_for(connection, name, source)
-        where = pushdown_predicate(
-            relation,
-            dialect=engine.dialect.name,
-            timezone=timezone,
-            period_spec=period_spec,
-            extra_windows=extra_windows or [],
-            event_time=event_time,
+        family = dialect_family(connection.dialect)
+        with utc_session(connection, family):
+            relation = relation_for(connection, name, source)
+            where = pushdown_predicate(
+                relation,
+                dialect=connection.dialect.name,
+                timezone=timezone,
+                period_spec=period_spec,
+                extra_windows=extra_windows or [],
+                event_time=event_time,
+            )
+            query, kinds = extraction_query(relation, where, family)
+            datetimes = [f for f in kinds if CANONICAL_DTYPES[name].get(f) == "datetime"]
+            return read_query(
+                connection,
+                query,
+                kinds,
+                datetimes=datetimes,
+                chunk_rows=source.chunk_rows,
+                fast_path=fast_path,
+            )
+
+
+def _parseable_time(
+    column: sa.ColumnElement, family: str, kind: str
+) -> sa.ColumnElement[bool] | None:
+    """Text event times that parse as a date ('2025-07-3x' does not): SQLite's text and a
+    MySQL text column. Typed columns hold only dates; the lower bound is the caller's."""
+    if family == "sqlite":
+        return sa.func.datetime(column).is_not(None)
+    if family == "mysql" and kind != "datetime":
+        # The pattern rejects garbage that CAST would read leniently ('2025-07-3x' as July 3);
+        # CAST rejects impossible dates the pattern lets through ('2025-02-30').
+        return sa.and_(
+            column.regexp_match(ISO_TIME_PATTERN), sa.cast(column, sa.DateTime()).is_not(None)
         )
-        query = extraction_query(relation, where)
-        chunks = list(read_frames(connection, query, source.chunk_rows))
-    if not chunks:
-        return pd.DataFrame({field: pd.Series(dtype="object") for field in relation.columns})
-    return pd.concat(chunks, ignore_index=True)
+    return None
 
 
 def history_query(
@@ -158,22 +285,31 @@ def history_query(
     timezone: str,
     as_of: pd.Timestamp,
     revenue_statuses: list[str],
-) -> sa.Select:
-    """Per (customer, currency): first/last completed order before as_of, net amount, count.
+) -> tuple[sa.Select, dict[str, str]]:
+    """Per (customer, currency): first/last completed order before as_of, net cents, count;
+    with the kind of each output column (for the reader).
 
     Pushed down so that a month's run never pulls years of history. Exact duplicate rows
-    (a re-ingested transaction) are collapsed by DISTINCT first; amounts must be positive.
+    (a re-ingested transaction) are collapsed by DISTINCT first; amounts must be positive;
+    orders whose time the pipeline cannot place (garbled text, a zero date, year 1) are
+    left out, as the staging casts leave them out of the period (and report them there).
+    Money is summed as whole cents per row (round(amount × 100), as tasks/money.py does),
+    which is exact on every database: a float sum of REAL amounts would drift.
     """
-    columns = {field: relation.column(field) for field in relation.columns}
+    family = DIALECTS.get(dialect, dialect)
+    columns = {name: relation.column(name) for name in relation.columns}
     spec = FilterSpec(
         conditions=[
             Condition(field="order_date", operator="less_than", value=as_of.isoformat()),
+            Condition(field="order_date", operator="greater_equal", value=EARLIEST_ORDER_DATE),
             Condition(field="status", operator="in", value=revenue_statuses),
             Condition(field="amount", operator="greater_than", value=0),
         ],
         caseSensitive=False,
         nullHandling="exclude",
     )
+    where = compile_filter(spec, columns, dialect, timezone)
+    valid = _parseable_time(columns["order_date"], family, relation.kinds.get("order_date", "any"))
     discount = (
         sa.func.coalesce(columns["discount_applied"], 0)
         if "discount_applied" in columns
@@ -190,18 +326,51 @@ def history_query(
             discount.label("discount"),
         )
         .select_from(relation.selectable)
-        .where(compile_filter(spec, columns, dialect, timezone))
+        .where(where if valid is None else sa.and_(where, valid))
         .distinct()
         .subquery("orders")
     )
-    return sa.select(
-        distinct_rows.c.customer_id,
-        distinct_rows.c.currency,
-        sa.func.min(distinct_rows.c.order_date).label("first_order_at"),
-        sa.func.max(distinct_rows.c.order_date).label("last_order_at"),
-        sa.func.sum(distinct_rows.c.amount - distinct_rows.c.discount).label("net_amount"),
+    orders = distinct_rows.c
+    customer_id, customer_kind = read_expression(
+        orders.customer_id, relation.kinds.get("customer_id", "any"), family
+    )
+    currency_read, currency_kind = (
+        read_expression(orders.currency, relation.kinds.get("currency", "any"), family)
+        if "currency" in columns
+        else (orders.currency, "text")
+    )
+    net_cents = sa.func.sum(
+        sa.func.round(orders.amount * 100) - sa.func.round(orders.discount * 100)
+    )
+    first_at, last_at = sa.func.min(orders.order_date), sa.func.max(orders.order_date)
+    time_kind = relation.kinds.get("order_date", "any")
+    if family == "mysql":  # as text, like the extract: zero dates are excluded anyway
+        first_at, last_at, time_kind = (
+            sa.cast(first_at, sa.CHAR()),
+            sa.cast(last_at, sa.CHAR()),
+            "text",
+        )
+    if family == "postgresql":  # whole cents, exact in a double below 2**53: no Decimal objects
+        net_cents = sa.cast(net_cents, postgresql.DOUBLE_PRECISION())
+    elif family == "mysql":
+        net_cents = sa.cast(net_cents, mysql.DOUBLE(asdecimal=False))
+    query = sa.select(
+        customer_id.label("customer_id"),
+        currency_read.label("currency"),
+        first_at.label("first_order_at"),
+        last_at.label("last_order_at"),
+        net_cents.label("net_cents"),
         sa.func.count().label("order_count"),
-    ).group_by(distinct_rows.c.customer_id, distinct_rows.c.currency)
+    ).group_by(orders.customer_id, orders.currency)
+    kinds = {
+        "customer_id": customer_kind,
+        "currency": currency_kind,
+        "first_order_at": time_kind,
+        "last_order_at": time_kind,
+        "net_cents": "float",
+        "order_count": "int",
+    }
+    return query, kinds
 
 
 def extract_history(
@@ -211,26 +380,31 @@ def extract_history(
     timezone: str,
     as_of: pd.Timestamp,
     revenue_statuses: list[str],
+    fast_path: bool = True,
 ) -> pd.DataFrame:
+    """The pushed-down history aggregate: customer_id, currency, first_order_at,
+    last_order_at, net_amount (exact whole cents / 100), order_count."""
     with engine.connect() as connection:
-        relation = relation_for(connection, "transactions", source)
-        query = history_query(
-            relation,
-            dialect=engine.dialect.name,
-            timezone=timezone,
-            as_of=as_of,
-            revenue_statuses=revenue_statuses,
-        )
-        rows = connection.execute(query).fetchall()
-    return pd.DataFrame.from_records(
-        rows,
-        columns=["customer_id", "currency", "first_order_at", "last_order_at", "net_amount",
-                 "order_count"],
+        family = dialect_family(connection.dialect)
+        with utc_session(connection, family):
+            relation = relation_for(connection, "transactions", source)
+            query, kinds = history_query(
+                relation,
+                dialect=connection.dialect.name,
+                timezone=timezone,
+                as_of=as_of,
+                revenue_statuses=revenue_statuses,
+            )
+            history = read_query(
+                connection,
+                query,
+                kinds,
+                datetimes=["first_order_at", "last_order_at"],
+                chunk_rows=source.chunk_rows,
+                fast_path=fast_path,
+            )
+    net_cents = history.pop("net_cents")
+    history.insert(
+        4, "net_amount", pd.to_numeric(net_cents, errors="coerce").astype("float64") / 100
     )
-
-
-def count_rows(engine: sa.Engine, name: str, source: SqlSource) -> int:
-    with engine.connect() as connection:
-        relation = relation_for(connection, name, source)
-        query = sa.select(sa.func.count()).select_from(relation.selectable)
-        return int(connection.execute(query).scalar_one())
+    return history

@@ -45,13 +45,21 @@ def _id_text(values: pd.Series) -> pd.Series:
 
 def _to_datetime(values: pd.Series) -> pd.Series:
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        return _in_ns_range(values.dt.tz_convert("UTC")).astype("datetime64[ns, UTC]")
     if pd.api.types.is_datetime64_dtype(values.dtype):
-        return values.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
+        return _in_ns_range(values.dt.tz_localize("UTC")).astype("datetime64[ns, UTC]")
     text = _as_text(values.astype("object").where(values.notna(), None))
     parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-    # Zero dates (MySQL '0000-00-00') and out-of-range years parse to NaT: reported later.
-    return parsed.astype("datetime64[ns, UTC]")
+    # Zero dates (MySQL '0000-00-00') parse to NaT; years outside what nanosecond
+    # timestamps hold (before 1677, after 2262: '0001-01-01', '9999-12-31') become NaT
+    # too. Either way the text is kept in `<column>__invalid` and reported.
+    return _in_ns_range(parsed).astype("datetime64[ns, UTC]")
+
+
+def _in_ns_range(values: pd.Series) -> pd.Series:
+    low = pd.Timestamp.min.tz_localize("UTC")
+    high = pd.Timestamp.max.tz_localize("UTC")
+    return values.where(values.isna() | ((values >= low) & (values <= high)))
 
 
 def _to_float(values: pd.Series) -> pd.Series:

@@ -67,3 +67,13 @@ def test_history_is_typed() -> None:
     history = normalize_history(raw)
     assert history.loc[0, "currency"] == "EUR"
     assert history.loc[0, "last_order_at"] == pd.Timestamp("2025-07-01", tz="UTC")
+
+
+def test_dates_beyond_nanosecond_range_are_kept_as_invalid_text() -> None:
+    # '0001-01-01' and '9999-12-31' are real dates but do not fit a ns timestamp:
+    # they must become null-with-text, not crash the stage (found by the bad-input corpus).
+    raw = pd.DataFrame({"transaction_id": ["T1", "T2", "T3"],
+                        "order_date": ["0001-01-01 00:00:00", "9999-12-31", "2025-07-04"]})
+    stg = normalize("transactions", raw)
+    assert stg["order_date"].isna().tolist() == [True, True, False]
+    assert stg["order_date__invalid"].tolist()[:2] == ["0001-01-01 00:00:00", "9999-12-31"]
