@@ -28,7 +28,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 
 from tasks.config import SqlSource
-from tasks.filtering import DIALECTS, Condition, FilterSpec, compile_filter
+from tasks.filter_sql import compile_filter
+from tasks.filtering import DIALECTS, Condition, FilterSpec
 from tasks.settings import CANONICAL_DTYPES, FIELDS, REQUIRED_SOURCE_FIELDS
 from tasks.sql_fastpath import read_query, utc_session
 

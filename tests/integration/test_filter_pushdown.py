@@ -24,14 +24,13 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tasks.filter_sql import compile_filter, sql_columns
 from tasks.filtering import (
     Condition,
     FilterSpec,
     Group,
     NullFieldError,
-    compile_filter,
     filter_mask,
-    sql_columns,
 )
 
 pytestmark = pytest.mark.integration

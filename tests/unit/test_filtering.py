@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
+from tasks.filter_sql import compile_filter, sql_columns
 from tasks.filtering import (
     Condition,
     FilterConfigError,
@@ -22,11 +23,9 @@ from tasks.filtering import (
     Group,
     NullFieldError,
     check_filter,
-    compile_filter,
     filter_mask,
     referenced_fields,
     rename_fields,
-    sql_columns,
     substitute,
 )
 
