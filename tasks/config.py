@@ -214,6 +214,7 @@ class EmailDestination(Strict):
     smtp_block: str | None = Field(None, description="EmailServerCredentials block; none = outbox")
     outbox: str = "outbox"
     zip_above_bytes: int = Field(10_000_000, ge=0)
+    timeout_seconds: float = Field(30.0, gt=0, description="SMTP connect/response time-out")
 
     @field_validator("recipients", mode="before")
     @classmethod

@@ -223,6 +223,6 @@ def email_report(config_path: str, period: str, run_id: str, files: list[str]) -
         return str(path)
     from prefect_email import EmailServerCredentials
 
-    send_email(message, EmailServerCredentials.load(email.smtp_block))
+    send_email(message, EmailServerCredentials.load(email.smtp_block), timeout_seconds=email.timeout_seconds)
     get_run_logger().info("e-mail sent to %d recipient(s)", len(email.recipients))
     return "sent"

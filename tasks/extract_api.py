@@ -66,6 +66,26 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, TransientApiError)
 
 
+_SECRET_HEADER_HINTS = ("auth", "key", "token", "secret", "cookie")
+
+
+def redacted_excerpt(response: httpx.Response, request: httpx.Request, limit: int = 200) -> str:
+    """The start of an error body, with every credential we sent blanked out.
+
+    Some servers echo the request headers in a 401 body; quoting it as is would carry the
+    token into the exception, the logs and the stored run state.
+    """
+    text = response.text
+    secrets: set[str] = set()
+    for name, value in request.headers.items():
+        if any(hint in name.lower() for hint in _SECRET_HEADER_HINTS) and value:
+            secrets.add(value)
+            secrets.update(part for part in value.split() if len(part) >= 4)
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text[:limit]
+
+
 def is_retryable_status(status: int) -> bool:
     """408, 429 and 5xx (but 501/505) are worth another try; other 4xx never are (SPEC §3)."""
     server_side = 500 <= status <= 599 and status not in PERMANENT_SERVER_STATUSES
@@ -136,7 +156,7 @@ def _send(client: httpx.Client, request: httpx.Request, page: int, *,
             if not is_retryable_status(status):
                 raise ApiError(
                     f"GET {url} (page {page}) failed with HTTP {status} {response.reason_phrase}: "
-                    f"{response.text[:200]!r}; not retried: a {status} does not change by asking "
+                    f"{redacted_excerpt(response, request)!r}; not retried: a {status} does not change by asking "
                     "again (check the credentials, path and parameters)",
                     url=url, status=status, page=page,
                 )
