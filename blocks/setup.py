@@ -116,13 +116,15 @@ def smtp_credentials(env: Mapping[str, str]) -> Any:
     port_text = env.get("SMTP_PORT", "").strip()
     if port_text and not port_text.isdigit():
         raise SetupError(f"SMTP_PORT must be a number, not {port_text!r}")
-    return EmailServerCredentials(
-        smtp_server=_require(env, "SMTP_HOST"),
-        smtp_port=int(port_text) if port_text else None,
-        smtp_type=SMTP_TYPES[security],
-        username=env.get("SMTP_USERNAME") or None,
-        password=env.get("SMTP_PASSWORD") or None,
-    )
+    fields: dict[str, Any] = {
+        "smtp_server": _require(env, "SMTP_HOST"),
+        "smtp_type": SMTP_TYPES[security],
+        "smtp_port": int(port_text) if port_text else None,
+        "username": env.get("SMTP_USERNAME") or None,  # none: no login (e.g. a relay)
+    }
+    if env.get("SMTP_PASSWORD"):  # the block's password field takes no None
+        fields["password"] = env["SMTP_PASSWORD"]
+    return EmailServerCredentials(**fields)
 
 
 def main(argv: list[str] | None = None) -> int:
