@@ -77,6 +77,20 @@ def _to_int(values: pd.Series) -> pd.Series:
     return numbers.where(integral).astype("Int64")
 
 
+def _invalid_text(values: pd.Series, typed: pd.Series) -> pd.Series:
+    """The original text of values that were present but did not parse; null elsewhere.
+
+    Only the failed rows are turned into text: stringifying a whole typed column (a
+    million timestamps from a COPY) costs seconds and says nothing new.
+    """
+    invalid = pd.Series(pd.NA, index=values.index, dtype="string")
+    candidates = values.notna() & typed.isna()
+    if candidates.any():
+        text = _as_text(values[candidates].astype("object"))
+        invalid[candidates] = text  # blank text is "missing", not "invalid": stays null
+    return invalid
+
+
 def normalize(source: str, raw: pd.DataFrame) -> pd.DataFrame:
     """Cast a raw extract to the canonical dtypes; keep unparseable originals beside them."""
     dtypes = CANONICAL_DTYPES[source]
@@ -100,10 +114,8 @@ def normalize(source: str, raw: pd.DataFrame) -> pd.DataFrame:
             typed = _to_int(values)
         else:
             typed = _to_float(values)
-        present = values.notna() & (_as_text(values.astype("object")).notna())
-        failed = present & typed.isna()
         out[column] = typed
-        out[column + INVALID_SUFFIX] = _as_text(values.astype("object")).where(failed)
+        out[column + INVALID_SUFFIX] = _invalid_text(values, typed)
     frame = pd.DataFrame(out, index=index)
     frame[ROW] = np.arange(len(frame), dtype="int64")
     return frame
