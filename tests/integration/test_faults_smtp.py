@@ -36,11 +36,15 @@ pytestmark = pytest.mark.integration
 REFUSED = "gone@example.com"
 
 
-def _config(tmp_path: Path, port: int, recipients: list[str] | None = None) -> Path:
+def _config(
+    tmp_path: Path, port: int, recipients: list[str] | None = None, timeout: float | None = None
+) -> Path:
     block = unique_block_name("smtp-fault")
     save_smtp_block(block, port)
     config: dict[str, Any] = config_dict(tmp_path, shared_demo())
     config["destinations"]["email"]["smtp_block"] = block
+    if timeout is not None:
+        config["destinations"]["email"]["timeout_seconds"] = timeout
     if recipients is not None:
         config["destinations"]["email"]["recipients"] = recipients
     return write_config(tmp_path, config)
@@ -87,10 +91,10 @@ def test_smtp_refusing_the_connection_fails_the_email_task_and_keeps_the_loads(
 
 def test_smtp_never_answering_times_out_and_keeps_the_loads(tmp_path: Path) -> None:
     # The server accepts the TCP connection and never greets; the send gives up after its
-    # time-out (30 s, fixed in tasks/delivery.py) instead of hanging the run.
+    # time-out (destinations.email.timeout_seconds, shortened here) instead of hanging.
     with silent_smtp_server() as port:
         with pytest.raises(EmailDeliveryError, match="did not answer within"):
-            run_flow(_config(tmp_path, port))
+            run_flow(_config(tmp_path, port, timeout=3))
     _assert_loads_stayed(tmp_path)
 
 
