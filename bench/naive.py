@@ -66,7 +66,7 @@ def read_whole_table(engine: sa.Engine, table: str) -> pd.DataFrame:
 
 def history_in_pandas(transactions: pd.DataFrame, as_of: pd.Timestamp, statuses: list[str]) -> pd.DataFrame:
     """Per (customer, currency): first/last completed order before as_of, net amount, count;
-    exact duplicate orders counted once (the pipeline's SQL does the same with DISTINCT)."""
+    exact duplicate orders counted once (as tasks/history.aggregate_history does)."""
     order_time = pd.to_datetime(transactions["order_date"], utc=True)
     wanted = [s.lower() for s in statuses]
     counted = (

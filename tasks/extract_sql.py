@@ -3,7 +3,8 @@
 What it promises (SPEC §3): only the needed columns are read; the period filter is pushed
 into the WHERE clause with bound parameters (identifiers come from validated config, values
 are never formatted into SQL); a table or a user query is mapped onto canonical names; the
-history the metrics need is fetched as a pushed-down aggregate, not by pulling all rows.
+history the metrics need reads only the counted orders' six columns (filter and projection
+pushed down) and is folded per customer client-side (tasks/history.py).
 
 Types are settled on the way in, from the column types the database reports for the source
 (a zero-row probe): DECIMAL/NUMERIC money is cast to double in SQL (no per-row Decimal
@@ -30,6 +31,7 @@ from sqlalchemy.dialects import mysql, postgresql
 from tasks.config import SqlSource
 from tasks.filter_sql import compile_filter
 from tasks.filtering import DIALECTS, Condition, FilterSpec
+from tasks.history import aggregate_history
 from tasks.settings import CANONICAL_DTYPES, FIELDS, REQUIRED_SOURCE_FIELDS
 from tasks.sql_fastpath import read_query, utc_session
 
@@ -287,15 +289,23 @@ def history_query(
     as_of: pd.Timestamp,
     revenue_statuses: list[str],
 ) -> tuple[sa.Select, dict[str, str]]:
-    """Per (customer, currency): first/last completed order before as_of, net cents, count;
-    with the kind of each output column (for the reader).
+    """The orders the lifetime history counts, one row each (transaction_id, customer_id,
+    currency, order_date, amount, net_cents), with
+    the kind of each output column (for the reader); `tasks.history` folds them.
 
-    Pushed down so that a month's run never pulls years of history. Exact duplicate rows
-    (a re-ingested transaction) are collapsed by DISTINCT first; amounts must be positive;
-    orders whose time the pipeline cannot place (garbled text, a zero date, year 1) are
-    left out, as the staging casts leave them out of the period (and report them there).
-    Money is summed as whole cents per row (round(amount × 100), as tasks/money.py does),
-    which is exact on every database: a float sum of REAL amounts would drift.
+    The filter and the projection are pushed down, so a month's run reads six columns of
+    the counted orders, never every column of every row: completed orders before as_of with
+    a positive amount; orders whose time the pipeline cannot place (garbled text, a zero
+    date, year 1) are left out, as the staging casts leave them out of the period (and
+    report them there). Each row's money is whole cents, round(amount × 100) minus
+    round(discount × 100) as tasks/money.py does, computed by the database: exact on
+    every database, where a float sum of REAL amounts would drift.
+
+    Why the rows and not a GROUP BY: exact duplicate rows (a re-ingested transaction) must
+    count once, and the DISTINCT that needs in SQL, over most of the table, outgrows
+    MariaDB's default in-memory temporary table (16 MB) and spills to disk: at 1 M
+    transactions it took 10-15 s of the extract's 17 s; reading the rows and folding them
+    in pandas takes a few seconds (bench/README.md).
     """
     family = DIALECTS.get(dialect, dialect)
     columns = {name: relation.column(name) for name in relation.columns}
@@ -316,62 +326,25 @@ def history_query(
         if "discount_applied" in columns
         else sa.literal(0)
     )
-    currency = columns["currency"] if "currency" in columns else sa.literal(None)
-    distinct_rows = (
-        sa.select(
-            columns["transaction_id"].label("transaction_id"),
-            columns["customer_id"].label("customer_id"),
-            currency.label("currency"),
-            columns["order_date"].label("order_date"),
-            columns["amount"].label("amount"),
-            discount.label("discount"),
-        )
-        .select_from(relation.selectable)
-        .where(where if valid is None else sa.and_(where, valid))
-        .distinct()
-        .subquery("orders")
-    )
-    orders = distinct_rows.c
-    customer_id, customer_kind = read_expression(
-        orders.customer_id, relation.kinds.get("customer_id", "any"), family
-    )
-    currency_read, currency_kind = (
-        read_expression(orders.currency, relation.kinds.get("currency", "any"), family)
-        if "currency" in columns
-        else (orders.currency, "text")
-    )
-    net_cents = sa.func.sum(
-        sa.func.round(orders.amount * 100) - sa.func.round(orders.discount * 100)
-    )
-    first_at, last_at = sa.func.min(orders.order_date), sa.func.max(orders.order_date)
-    time_kind = relation.kinds.get("order_date", "any")
-    if family == "mysql":  # as text, like the extract: zero dates are excluded anyway
-        first_at, last_at, time_kind = (
-            sa.cast(first_at, sa.CHAR()),
-            sa.cast(last_at, sa.CHAR()),
-            "text",
-        )
+    net_cents = sa.func.round(columns["amount"] * 100) - sa.func.round(discount * 100)
     if family == "postgresql":  # whole cents, exact in a double below 2**53: no Decimal objects
         net_cents = sa.cast(net_cents, postgresql.DOUBLE_PRECISION())
     elif family == "mysql":
         net_cents = sa.cast(net_cents, mysql.DOUBLE(asdecimal=False))
-    query = sa.select(
-        customer_id.label("customer_id"),
-        currency_read.label("currency"),
-        first_at.label("first_order_at"),
-        last_at.label("last_order_at"),
-        net_cents.label("net_cents"),
-        sa.func.count().label("order_count"),
-    ).group_by(orders.customer_id, orders.currency)
-    kinds = {
-        "customer_id": customer_kind,
-        "currency": currency_kind,
-        "first_order_at": time_kind,
-        "last_order_at": time_kind,
-        "net_cents": "float",
-        "order_count": "int",
-    }
-    return query, kinds
+    expressions: list[sa.ColumnElement] = []
+    kinds: dict[str, str] = {}
+    for name in ("transaction_id", "customer_id", "currency", "order_date", "amount"):
+        if name not in columns:  # only currency is optional here (REQUIRED_SOURCE_FIELDS)
+            expression, kinds[name] = sa.literal(None, sa.String()), "text"
+        else:
+            expression, kinds[name] = read_expression(
+                columns[name], relation.kinds.get(name, "any"), family
+            )
+        expressions.append(expression.label(name))
+    expressions.append(net_cents.label("net_cents"))
+    kinds["net_cents"] = "float"
+    query = sa.select(*expressions).select_from(relation.selectable)
+    return query.where(where if valid is None else sa.and_(where, valid)), kinds
 
 
 def extract_history(
@@ -383,8 +356,8 @@ def extract_history(
     revenue_statuses: list[str],
     fast_path: bool = True,
 ) -> pd.DataFrame:
-    """The pushed-down history aggregate: customer_id, currency, first_order_at,
-    last_order_at, net_amount (exact whole cents / 100), order_count."""
+    """The lifetime history per (customer, currency): customer_id, currency,
+    first_order_at, last_order_at, net_amount (exact whole cents / 100), order_count."""
     with engine.connect() as connection:
         family = dialect_family(connection.dialect)
         with utc_session(connection, family):
@@ -396,16 +369,12 @@ def extract_history(
                 as_of=as_of,
                 revenue_statuses=revenue_statuses,
             )
-            history = read_query(
+            orders = read_query(
                 connection,
                 query,
                 kinds,
-                datetimes=["first_order_at", "last_order_at"],
+                datetimes=["order_date"],
                 chunk_rows=source.chunk_rows,
                 fast_path=fast_path,
             )
-    net_cents = history.pop("net_cents")
-    history.insert(
-        4, "net_amount", pd.to_numeric(net_cents, errors="coerce").astype("float64") / 100
-    )
-    return history
+    return aggregate_history(orders)
