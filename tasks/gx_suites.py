@@ -81,6 +81,12 @@ def _context() -> Any:
         if "batch_definition" not in _state:
             gx = _gx()
             from great_expectations.data_context.types.base import ProgressBarsConfig
+            from great_expectations.execution_engine import pandas_execution_engine
+
+            # GX fingerprints every in-memory batch below this size by hashing each cell
+            # (a batch marker nothing here reads): 0.46 s of a 2.1 s validation of 1 M
+            # rows. GX itself skips it above 1 GB; the threshold is a module constant.
+            pandas_execution_engine.HASH_THRESHOLD = 0
 
             context = gx.get_context(mode="ephemeral")
             # tqdm bars on stderr would drown the run log.
@@ -141,22 +147,53 @@ def load_suite(name: str, directory: Path | None = None) -> gx.ExpectationSuite:
         return suite
 
 
-def _split_suite(suite: gx.ExpectationSuite) -> tuple[Any, Any]:
-    """Row-level rules (critical, error) and report-only rules (warning) as two suites.
+@dataclass(frozen=True)
+class _SuitePart:
+    """The expectations of a suite that check the same columns, split by how they report."""
 
-    They run with different result formats: only rules that act on rows need the full
-    list of failing row positions; a warning needs counts and a few samples.
+    columns: list[str]
+    rows: Any  # gx.ExpectationSuite of critical/error rules, or None
+    report: Any  # gx.ExpectationSuite of warning rules, or None
+
+
+def _checked_columns(expectation: Any) -> tuple[str, ...]:
+    kwargs = expectation.configuration.kwargs
+    return tuple(kwargs[key] for key in ("column", "column_A", "column_B") if kwargs.get(key))
+
+
+def _suite_parts(suite: gx.ExpectationSuite) -> list[_SuitePart]:
+    """The suite's expectations grouped by the columns they check (built once per suite).
+
+    Each group is validated on a frame of just its columns: GX's column rules filter the
+    *whole* batch by the checked column's non-null mask before computing (a full copy of
+    every column, per rule), so one wide batch costs 0.43-0.56 s per million rows where
+    narrow batches cost 0.23 s, with identical results. Within a group, row-level rules
+    (critical, error) and report-only rules (warning) are two suites because they run with
+    different result formats: only rules that act on rows need every failing position.
     """
-    key = f"split:{suite.name}:{id(suite)}"
+    key = f"parts:{suite.name}:{id(suite)}"
     with _lock:
         if key not in _state:
             gx = _gx()
-            rows = [e for e in suite.expectations if e.meta["severity"] != WARNING]
-            report = [e for e in suite.expectations if e.meta["severity"] == WARNING]
-            _state[key] = (
-                gx.ExpectationSuite(name=f"{suite.name}.rows", expectations=rows),
-                gx.ExpectationSuite(name=f"{suite.name}.report", expectations=report),
-            )
+            groups: dict[tuple[str, ...], list[Any]] = {}
+            for expectation in suite.expectations:
+                groups.setdefault(_checked_columns(expectation), []).append(expectation)
+            parts = []
+            for number, (columns, expectations) in enumerate(groups.items()):
+                rows = [e for e in expectations if e.meta["severity"] != WARNING]
+                report = [e for e in expectations if e.meta["severity"] == WARNING]
+                name = f"{suite.name}.{number}"
+                parts.append(
+                    _SuitePart(
+                        columns=list(columns),
+                        rows=gx.ExpectationSuite(name=f"{name}.rows", expectations=rows) if rows else None,
+                        report=(
+                            gx.ExpectationSuite(name=f"{name}.report", expectations=report)
+                            if report else None
+                        ),
+                    )
+                )
+            _state[key] = parts
         return _state[key]
 
 
@@ -208,32 +245,30 @@ def run_suite(
     """Validate `frame` (RangeIndex: positions are row ids) against `suite`, in suite order."""
     if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0:
         raise ValueError("run_suite needs a frame with a 0-based RangeIndex")
-    rows_suite, report_suite = _split_suite(suite)
+    referenced_columns(suite, frame)  # every checked column exists, or a SuiteError
     batch_definition = _context()
-    formats = (
-        (rows_suite, {"result_format": "COMPLETE", "return_unexpected_index_query": False,
-                      "partial_unexpected_count": PARTIAL_UNEXPECTED_COUNT}),
-        (report_suite, {"result_format": "SUMMARY",
-                        "partial_unexpected_count": PARTIAL_UNEXPECTED_COUNT}),
-    )
+    rows_format = {"result_format": "COMPLETE", "return_unexpected_index_query": False,
+                   "partial_unexpected_count": PARTIAL_UNEXPECTED_COUNT}
+    report_format = {"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_UNEXPECTED_COUNT}
     by_rule: dict[str, RuleResult] = {}
     with _lock:
         from great_expectations.validator.v1_validator import Validator
 
-        # One validator for both parts: GX loads (and fingerprints, by hashing every
-        # cell) the batch once per validator, so two `batch.validate` calls would pay twice.
-        validator = Validator(
-            batch_definition=batch_definition,
-            batch_parameters={"dataframe": _gx_friendly(frame[referenced_columns(suite, frame)])},
-        )
-        for part, result_format in formats:
-            if not part.expectations:
-                continue
-            validator.result_format = result_format
-            validation = validator.validate_expectation_suite(part, parameters or {})
-            for result in validation.results:
-                rule_result = _to_rule_result(result, skipped_rules or set())
-                by_rule[rule_result.rule] = rule_result
+        for part in _suite_parts(suite):
+            # One validator per group serves both of its suites: GX loads a batch once
+            # per validator.
+            validator = Validator(
+                batch_definition=batch_definition,
+                batch_parameters={"dataframe": _gx_friendly(frame[part.columns])},
+            )
+            for checks, result_format in ((part.rows, rows_format), (part.report, report_format)):
+                if checks is None:
+                    continue
+                validator.result_format = result_format
+                validation = validator.validate_expectation_suite(checks, parameters or {})
+                for result in validation.results:
+                    rule_result = _to_rule_result(result, skipped_rules or set())
+                    by_rule[rule_result.rule] = rule_result
     return [by_rule[e.meta["rule"]] for e in suite.expectations]
 
 
