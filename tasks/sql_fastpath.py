@@ -27,8 +27,10 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from typing import Any, BinaryIO
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -247,9 +249,15 @@ def stream_mysql(
     try:
         # Always a tuple, even empty: mysqlclient only turns '%%' back into '%' when given one.
         cursor.execute(sql, params)
+        width = len(names)
         while rows := cursor.fetchmany(min(chunk_rows, MYSQL_FETCH_ROWS)):
-            columns = list(zip(*rows, strict=True))
-            chunks.append(pa.record_batch([pa.array(c, pa.binary()) for c in columns], names=names))
+            # One flat Arrow array of every value, then each column as a strided take:
+            # transposing the row tuples in Python (zip) cost half of the read.
+            flat = pa.array(list(chain.from_iterable(rows)), pa.binary())
+            positions = np.arange(len(rows), dtype=np.int64) * width
+            chunks.append(
+                pa.record_batch([flat.take(positions + i) for i in range(width)], names=names)
+            )
     except MySQLdb.Error as exc:
         raise _as_dbapi_error(exc, sql) from exc
     finally:
