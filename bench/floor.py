@@ -3,7 +3,7 @@
 - extract: the rows the pipeline reads, sent to the client and thrown away: PostgreSQL
   `COPY (SELECT <customer columns>) TO STDOUT` (psycopg2, 1 MiB reads), MariaDB through its
   own CLI (`mariadb --batch --quick --raw`: the period's and the previous month's
-  transactions, and the lifetime history aggregated in SQL), and the CRM's pages fetched
+  transactions, and the counted orders the lifetime history is folded from), and the CRM's pages fetched
   without parsing the JSON. The three run concurrently, like the pipeline's extracts.
 - revenue_sql: the per-customer revenue of the period computed by MariaDB
   (`SUM((amount - discount) * rate) GROUP BY customer_id`) and fetched by the CLI.
@@ -94,10 +94,13 @@ def extract_queries(period_start: str, previous_start: str, period_end: str) -> 
         "customers": ("SELECT customer_id, name, email, phone, registration_date, last_login, status, "
                       "region, segment, created_at, updated_at, country, state FROM customers"),
         "transactions": f"SELECT {columns} FROM transactions WHERE {window}",
-        "history": ("SELECT customer_id, currency, MIN(order_date), MAX(order_date), "
-                    "SUM(amount - COALESCE(discount_applied, 0)), COUNT(*) FROM transactions "
+        # The rows the history is folded from (what the pipeline moves). Aggregating in
+        # SQL instead is slower here: the GROUP BY's temporary table spills (S = 100 k:
+        # 3.8 s against 0.5 s for these rows).
+        "history": ("SELECT transaction_id, customer_id, currency, order_date, amount, "
+                    "ROUND(amount * 100) - ROUND(COALESCE(discount_applied, 0) * 100) FROM transactions "
                     f"WHERE status = 'completed' AND amount > 0 AND order_date < '{period_end}' "
-                    "GROUP BY customer_id, currency"),
+                    "AND order_date >= '1677-09-22'"),
         "revenue": ("SELECT customer_id, SUM((amount - COALESCE(discount_applied, 0)) * CASE currency "
                     + " ".join(f"WHEN '{code}' THEN {rate}" for code, rate in RATES.items())
                     + " END), COUNT(*) FROM transactions WHERE status = 'completed' AND amount > 0 "

@@ -107,6 +107,11 @@ def run(config_path: str, crm_url: str, token: str) -> dict[str, Any]:
     customers_url = config.sources["customers"].connection.url  # type: ignore[union-attr]
     sales_url = config.sources["transactions"].connection.url  # type: ignore[union-attr]
     analytics = config.destinations.analytics
+    # Libraries load before the clock starts, as in the pipeline (whose flow loads the GX
+    # suites before its first task): an import is not data work on either side.
+    from tasks.gx_suites import load_all_suites
+
+    load_all_suites()
     sampler = RssSampler().start()
     clock = StageClock(sampler)
     started = time.time()

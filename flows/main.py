@@ -24,6 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.stages import aggregate, calculate_metrics, deliver, filter_period, validate_data
 from tasks.config import DEFAULT_CONFIG, load_and_check, resolve_period
 from tasks.extract import extract_source
+from tasks.gx_suites import load_all_suites
 from tasks.settings import SOURCES
 from tasks.summary import publish_run_summary
 
@@ -56,6 +57,7 @@ def customer_performance(
     period = str(resolve_period(config, period))
     run_id = run_id or str(flow_run.id or uuid.uuid4())
 
+    load_all_suites()  # a broken expectation suite fails here too, before data moves
     prepare_demo_data(config_path)
     extracted = extract_source.map(
         list(SOURCES), unmapped(config_path), unmapped(period), unmapped(run_id)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.gx_suites import EXPECTATIONS_DIR, SuiteError, load_suite, read_suite_file
+from tasks.gx_suites import EXPECTATIONS_DIR, SuiteError, load_all_suites, load_suite, read_suite_file
 from tasks.period import Period
 from tasks.quality import validate_metrics, validate_source
 from tasks.settings import CANONICAL_DTYPES, SOURCES
@@ -115,6 +115,16 @@ def test_a_suite_with_an_unknown_expectation_type_is_refused(tmp_path: Path) -> 
     (tmp_path / "typo.json").write_text(json.dumps(suite), encoding="utf-8")
     with pytest.raises(SuiteError, match=r"loaded 1 of 2 .*b_null"):
         load_suite("typo", directory=tmp_path)
+
+
+def test_loading_all_suites_up_front_names_every_suite_and_refuses_a_broken_one(tmp_path: Path) -> None:
+    # The flow calls load_all_suites() before extracting: a broken suite stops the run
+    # before any data moves, naming the file.
+    assert load_all_suites() == sorted(p.stem for p in SUITE_FILES)
+    (tmp_path / "customers.json").write_text((EXPECTATIONS_DIR / "customers.json").read_text())
+    (tmp_path / "zz_broken.json").write_text(json.dumps({"name": "zz_broken", "expectations": []}))
+    with pytest.raises(SuiteError, match=r"zz_broken\.json: 'expectations' must be a non-empty list"):
+        load_all_suites(tmp_path)
 
 
 @pytest.mark.parametrize(
