@@ -171,10 +171,10 @@ def _content_first(frame: pd.DataFrame, source: str, order: np.ndarray, kept: np
     """
     columns = list(SUSPECT_CONTENT[source])
     candidates = order[kept[order]]
-    # Two passes: the numeric and time fields hash ~10x faster than text, and rows that
+    # Two passes: two numeric or time fields hash ~10x faster than text, and rows that
     # differ there differ in content; only rows whose quick key repeats (a few percent)
     # have all their fields hashed.
-    quick = [c for c in columns if not pd.api.types.is_string_dtype(frame[c].dtype)]
+    quick = [c for c in columns if not pd.api.types.is_string_dtype(frame[c].dtype)][:2]
     if quick and len(quick) < len(columns):
         quick_key = pd.util.hash_pandas_object(frame[quick], index=False).to_numpy()[candidates]
         candidates = candidates[pd.Series(quick_key).duplicated(keep=False).to_numpy(bool)]
@@ -312,7 +312,8 @@ def cleanse(
     if source == "transactions":
         defaults["currency"] = reporting_currency
     for name, value in defaults.items():
-        clean[name] = clean[name].fillna(value)
+        if clean[name].hasnans:  # filling a column with no gaps would only copy it
+            clean[name] = clean[name].fillna(value)
     return clean
 
 
