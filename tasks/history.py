@@ -10,7 +10,6 @@ which is exact below 2**53 cents.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 ORDER_COLUMNS = ("transaction_id", "customer_id", "currency", "order_date", "amount", "net_cents")
@@ -29,22 +28,33 @@ def aggregate_history(orders: pd.DataFrame) -> pd.DataFrame:
         empty = {name: pd.Series(dtype="object") for name in HISTORY_COLUMNS}
         empty["net_amount"] = pd.Series(dtype="float64")
         return pd.DataFrame(empty)
-    # Only rows sharing a transaction id can be copies of each other: comparing whole rows
-    # among those few is exact and spares hashing six columns of every row.
+    # Only rows sharing a transaction id can be copies of each other: whole rows are
+    # compared among those few (exact), sparing a hash of six columns of every row.
     shared_id = orders["transaction_id"].duplicated(keep=False).to_numpy(dtype=bool)
     copies = orders[shared_id].duplicated(subset=list(ORDER_COLUMNS)).to_numpy(dtype=bool)
-    repeated = np.zeros(len(orders), dtype=bool)
-    repeated[np.flatnonzero(shared_id)[copies]] = True
-    distinct = orders[~repeated]
-    net_cents = pd.to_numeric(distinct["net_cents"], errors="coerce").astype("float64")
-    grouped = distinct.assign(net_cents=net_cents).groupby(
-        ["customer_id", "currency"], dropna=False, sort=True
-    )
-    history = grouped.agg(
-        first_order_at=("order_date", "min"),
-        last_order_at=("order_date", "max"),
-        net_cents=("net_cents", "sum"),
-        order_count=("order_date", "size"),
-    ).reset_index()
+    # Fold every row, then take the copies' cents and counts back out: no filtered copy
+    # of millions of rows is made, and an exact copy cannot move a first or last order.
+    history = _fold(orders, with_times=True)
+    repeated = orders[shared_id][copies]
+    if len(repeated):
+        taken_back = _fold(repeated, with_times=False).reindex(history.index, fill_value=0)
+        history["net_cents"] -= taken_back["net_cents"]
+        history["order_count"] -= taken_back["order_count"]
+    history = history.reset_index()
     history.insert(4, "net_amount", history.pop("net_cents") / 100)
     return history[list(HISTORY_COLUMNS)].astype({"order_count": "int64"})
+
+
+def _fold(orders: pd.DataFrame, *, with_times: bool) -> pd.DataFrame:
+    """Per (customer_id, currency): net cents, order count and, if asked, first/last time."""
+    net_cents = pd.to_numeric(orders["net_cents"], errors="coerce").astype("float64")
+    grouped = orders.assign(net_cents=net_cents).groupby(
+        ["customer_id", "currency"], dropna=False, sort=True
+    )
+    times = (
+        {"first_order_at": ("order_date", "min"), "last_order_at": ("order_date", "max")}
+        if with_times else {}
+    )
+    return grouped.agg(
+        **times, net_cents=("net_cents", "sum"), order_count=("order_date", "size")
+    )

@@ -368,9 +368,14 @@ def read_query(
     names = list(kinds)
     table = _fast_table(connection, query, names, chunk_rows) if fast_path else None
     if table is not None:
-        frame = (
-            typed_columns(table, kinds, datetimes).to_pandas() if table.num_rows else pd.DataFrame()
-        )
+        frame = pd.DataFrame()
+        if table.num_rows:
+            typed = typed_columns(table, kinds, datetimes)
+            del table  # the received bytes, no longer needed once typed
+            # Each Arrow column is released as soon as it is converted: peak memory is one
+            # copy of the rows plus a column, not two copies.
+            frame = typed.to_pandas(self_destruct=True, split_blocks=True)
+            del typed
     else:
         chunks = list(read_frames(connection, query, chunk_rows))
         frame = pd.DataFrame()

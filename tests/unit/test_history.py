@@ -69,3 +69,19 @@ def test_no_orders_gives_the_empty_history_and_missing_columns_are_named() -> No
     assert empty.empty
     with pytest.raises(ValueError, match="net_cents"):
         aggregate_history(orders([]).drop(columns="net_cents"))
+
+
+def test_copies_in_a_null_currency_group_are_taken_back_out_of_that_group_only() -> None:
+    history = aggregate_history(
+        orders(
+            [
+                ("T1", "C1", None, "2025-02-01", 3.00, 300.0),
+                ("T1", "C1", None, "2025-02-01", 3.00, 300.0),  # exact copy
+                ("T1", "C1", None, "2025-02-01", 3.00, 300.0),  # and another
+                ("T2", "C1", "USD", "2025-02-02", 4.00, 400.0),
+            ]
+        )
+    )
+    by_currency = dict(zip(history["currency"].fillna("<null>"), history["net_amount"], strict=True))
+    assert by_currency == {"USD": 4.00, "<null>": 3.00}
+    assert history["order_count"].tolist() == [1, 1]
