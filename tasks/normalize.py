@@ -160,7 +160,7 @@ def dumps(payload: dict[str, object]) -> str:
 
 
 def normalize_history(raw: pd.DataFrame) -> pd.DataFrame:
-    """Type the pushed-down history aggregate (one row per customer and currency)."""
+    """Type the history (one row per customer and currency, folded by tasks/history.py)."""
     history = pd.DataFrame(
         {
             "customer_id": _id_text(raw["customer_id"]) if len(raw) else pd.Series(dtype="string"),

@@ -15,7 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.gx_suites import EXPECTATIONS_DIR, SuiteError, load_all_suites, load_suite, read_suite_file
+from tasks.gx_suites import (
+    EXPECTATIONS_DIR,
+    SuiteError,
+    load_all_suites,
+    load_suite,
+    read_suite_file,
+)
 from tasks.period import Period
 from tasks.quality import validate_metrics, validate_source
 from tasks.settings import CANONICAL_DTYPES, SOURCES
