@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from tasks.settings import CANONICAL_DTYPES, FIELDS, ROW_ID_FIELD
+from tasks.settings import CANONICAL_DTYPES, FIELDS, QUARANTINE_COLUMNS, ROW_ID_FIELD
 
 INVALID_SUFFIX = "__invalid"
 ROW = "_row"
@@ -21,7 +21,6 @@ ROW = "_row"
 LOWER_CASE = {"status", "interaction_type", "resolution_status"}
 UPPER_CASE = {"currency"}
 ID_COLUMNS = {"customer_id", "transaction_id", "interaction_id", "agent_id"}
-QUARANTINE_COLUMNS = ("source", "row_id", "_row", "rule", "rules", "column", "severity", "record")
 
 
 def _as_text(values: pd.Series) -> pd.Series:

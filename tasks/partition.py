@@ -39,7 +39,8 @@ from tasks.gx_suites import (
 from tasks.metrics import customer_segment
 from tasks.money import dollars_to_cents
 from tasks.normalize import _id_text, empty_quarantine, normalize, quarantine_rows
-from tasks.quality import ValidationOutcome, cleanse, derive_checks, prepare_frame, quarantine_frame
+from tasks.quality import ValidationOutcome, cleanse, prepare_frame, quarantine_frame
+from tasks.quality_checks import derive_checks
 from tasks.settings import CRITICAL, ERROR, QUALITY_REPORT_COLUMNS, RULE_EVENT_TIME_MISSING
 
 logger = logging.getLogger(__name__)

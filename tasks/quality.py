@@ -11,7 +11,7 @@ Then the documented defaults are filled (region/country/state/segment -> "unknow
 quantity -> 1, discount/tax -> 0, currency -> the reporting currency). The report rows are
 read from the GX results; where a rule needs more than one row or another source
 (duplicates, orphans, revenue-status amounts) the verdict is a derived boolean `_chk_*`
-column computed here in vectorised pandas, and GX checks that column.
+column computed in vectorised pandas (tasks/quality_checks.py), and GX checks that column.
 
 Before validation, a few values are normalised so that the value-set rules compare like
 with like: ids and email are trimmed (blank -> null), status/type enumerations are
@@ -31,20 +31,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.gx_suites import DERIVED_PREFIX, RuleResult, load_suite, results_frame, run_suite
+from tasks.normalize import INVALID_SUFFIX, empty_quarantine
 from tasks.period import Period
+from tasks.quality_checks import derive_checks
 from tasks.settings import (
     CANONICAL_DTYPES,
     CRITICAL,
     ERROR,
-    FIELDS,
+    QUARANTINE_COLUMNS,
     ROW_ID_FIELD,
     UNKNOWN,
 )
 
 logger = logging.getLogger(__name__)
 
-INVALID_SUFFIX = "__invalid"
-QUARANTINE_COLUMNS = ("source", "row_id", "_row", "rule", "rules", "column", "severity", "record")
 
 # Trimmed, blank -> null: keys are compared across sources, email is pattern-checked.
 TRIMMED = {
@@ -65,15 +65,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "transactions": {"quantity": 1, "discount_applied": 0.0, "tax_amount": 0.0},
     "interactions": {},
 }
-
-# Fields compared for "identical rows under different ids" (suspected duplicates):
-# everything but the id and the bookkeeping timestamps a re-sent row would differ in.
-_NOT_CONTENT = {"created_at", "updated_at", "last_login"}
-SUSPECT_CONTENT = {
-    source: tuple(f for f in FIELDS[source] if f != ROW_ID_FIELD[source] and f not in _NOT_CONTENT)
-    for source in FIELDS
-}
-
 
 @dataclass
 class ValidationOutcome:
@@ -148,89 +139,6 @@ def _enumeration(values: pd.Series, case: str) -> pd.Series:
     return values
 
 
-def _is_identity(order: np.ndarray) -> bool:
-    return bool((order == np.arange(len(order))).all())
-
-
-def _first_occurrence(ids: pd.Series, order: np.ndarray) -> np.ndarray:
-    """True where the id is null or seen for the first time when rows are taken in `order`."""
-    ordered = ids if _is_identity(order) else ids.iloc[order]
-    repeated = (ordered.duplicated(keep="first") & ordered.notna()).to_numpy(dtype=bool)
-    first = np.ones(len(ids), dtype=bool)
-    first[order[repeated]] = False
-    return first
-
-
-def _content_first(frame: pd.DataFrame, source: str, order: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """True unless the row repeats the content of an earlier kept row (under another id).
-
-    Only rows whose id was kept are compared, so a flagged row always differs in id from
-    the row it repeats (a repeated id is the business of the duplicate-id rule). Rows are
-    compared by a 64-bit hash of their content: vectorised, and a false match among a
-    million rows has odds of about 1 in 10^7 (the rule is a warning).
-    """
-    columns = list(SUSPECT_CONTENT[source])
-    candidates = order[kept[order]]
-    # Two passes: two numeric or time fields hash ~10x faster than text, and rows that
-    # differ there differ in content; only rows whose quick key repeats (a few percent)
-    # have all their fields hashed.
-    quick = [c for c in columns if not pd.api.types.is_string_dtype(frame[c].dtype)][:2]
-    if quick and len(quick) < len(columns):
-        quick_key = pd.util.hash_pandas_object(frame[quick], index=False).to_numpy()[candidates]
-        candidates = candidates[pd.Series(quick_key).duplicated(keep=False).to_numpy(bool)]
-    content = pd.util.hash_pandas_object(frame[columns].iloc[candidates], index=False)
-    repeated = content.duplicated(keep="first").to_numpy(bool)
-    first = np.ones(len(frame), dtype=bool)
-    first[candidates[repeated]] = False
-    return first
-
-
-def _isin(values: pd.Series, allowed: list[str] | pd.Series) -> np.ndarray:
-    """Vectorised membership for string columns (pandas' own isin loops over `allowed`)."""
-    array = pa.array(values.astype("string"), from_pandas=True)
-    value_set = pa.array(pd.Series(allowed, dtype="string").dropna().unique(), type=pa.string())
-    found = pc.is_in(array, value_set=value_set.cast(array.type)).fill_null(False)
-    return found.to_numpy(zero_copy_only=False).astype(bool)
-
-
-def derive_checks(
-    source: str,
-    frame: pd.DataFrame,
-    *,
-    known_customer_ids: pd.Series | None,
-    revenue_statuses: list[str],
-) -> set[str]:
-    """Add the derived `_chk_*` columns the suite checks (in place); return rules to skip."""
-    skipped: set[str] = set()
-    extraction_order = np.argsort(frame["_row"].to_numpy(), kind="stable")
-    id_field = ROW_ID_FIELD[source]
-    if source == "customers":
-        # A customer seen twice is one customer: the most recently updated row wins.
-        newest_first = frame.sort_values(
-            ["updated_at", "_row"], ascending=[False, True], na_position="last", kind="stable"
-        ).index.to_numpy()
-        id_first = _first_occurrence(frame[id_field], newest_first)
-    else:
-        # A transaction (interaction) seen twice is one: the first extracted row wins.
-        id_first = _first_occurrence(frame[id_field], extraction_order)
-        if known_customer_ids is None:
-            skipped.add("orphan_customer_id")
-            frame["_chk_customer_id_known"] = True
-        else:
-            known = known_customer_ids.astype("string").str.strip()
-            ids = frame["customer_id"]
-            frame["_chk_customer_id_known"] = ids.isna().to_numpy(dtype=bool) | _isin(ids, known)
-    frame[f"_chk_{id_field}_first"] = id_first
-    if source == "transactions":
-        statuses = [s.strip().lower() for s in revenue_statuses]
-        is_revenue = _isin(frame["status"], statuses)
-        not_positive = pd.to_numeric(frame["amount"]).le(0).fillna(False).to_numpy(dtype=bool)
-        frame["_chk_revenue_amount_positive"] = ~(is_revenue & not_positive)
-        frame["_chk_other_amount_positive"] = ~(~is_revenue & not_positive)
-    frame["_chk_content_first"] = _content_first(frame, source, extraction_order, id_first)
-    return skipped
-
-
 def original_records(stg: pd.DataFrame, positions: np.ndarray) -> list[str]:
     """The rows' values as the source gave them, one JSON object each (unparseable text kept)."""
     rows = stg.iloc[positions]
@@ -270,8 +178,7 @@ def quarantine_frame(
     """One row per quarantined row: its first critical rule, all of them, its original values."""
     positions = np.flatnonzero(quarantined)
     if len(positions) == 0:
-        empty = {c: pd.Series(dtype="string") for c in QUARANTINE_COLUMNS}
-        return pd.DataFrame(empty).astype({"_row": "int64"})
+        return empty_quarantine()
     # Suite order decides which rule a row is filed under; every broken rule is listed.
     primary = np.full(len(positions), -1)
     rules = np.full(len(positions), "", dtype=object)

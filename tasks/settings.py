@@ -112,6 +112,11 @@ QUALITY_REPORT_COLUMNS: Final = (
     "sample_values",
 )
 SUMMARY_RULES: Final = ("completeness", "accuracy", "freshness_hours", "duplicates", "quarantined")
+# A quarantined row: where it came from, the rule(s) it broke, and its values as the
+# source gave them (JSON); staged as `quarantine`, loaded as data_quality_issues_{period}.
+QUARANTINE_COLUMNS: Final = (
+    "source", "row_id", "_row", "rule", "rules", "column", "severity", "record",
+)
 
 # Fields a source must provide (after column mapping): without them no row can be used.
 REQUIRED_SOURCE_FIELDS: Final = {
