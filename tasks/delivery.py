@@ -22,7 +22,7 @@ from tasks.connections import describe, engine_for
 from tasks.dashboard import render_dashboard, write_dashboard
 from tasks.export_csv import csv_name, write_csv
 from tasks.load import append_quality_history, load_period
-from tasks.notify import compose_report_email, send_email, summary_body, write_eml
+from tasks.notify import compose_report_email, summary_body, write_eml
 from tasks.quality_report import summary_value
 from tasks.retry import retry_on_transient
 from tasks.run_context import RunContext
@@ -32,6 +32,7 @@ from tasks.settings import (
     REGIONAL_SUMMARY_COLUMNS,
     SUMMARY_RULES,
 )
+from tasks.smtp_delivery import send_email
 
 IO_RETRIES = dict(
     retries=3,

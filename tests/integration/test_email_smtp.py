@@ -26,7 +26,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from prefect_email import EmailServerCredentials
 
 from tasks.export_csv import write_csv
-from tasks.notify import EmailDeliveryError, compose_report_email, send_email, summary_body
+from tasks.notify import compose_report_email, summary_body
+from tasks.smtp_delivery import EmailDeliveryError, send_email
 
 pytestmark = pytest.mark.integration
 

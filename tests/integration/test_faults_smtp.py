@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from flows.main import main
-from tasks.notify import EmailDeliveryError
+from tasks.smtp_delivery import EmailDeliveryError
 from tests.fixtures.pipeline import (
     LABEL,
     assert_nothing_lost,

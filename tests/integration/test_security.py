@@ -35,7 +35,7 @@ from tasks.config import ConfigError, load_config
 from tasks.extract_api import ApiError
 from tasks.filter_sql import compile_filter
 from tasks.filtering import Condition, FilterSpec
-from tasks.notify import EmailDeliveryError
+from tasks.smtp_delivery import EmailDeliveryError
 from tests.fixtures.pipeline import (
     DEMO_CONFIG,
     config_dict,
