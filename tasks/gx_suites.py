@@ -326,6 +326,31 @@ def sample_text(frame: pd.DataFrame, column: str | None, positions: np.ndarray, 
     return "; ".join(text.drop_duplicates().head(limit).tolist())
 
 
+def sample_candidates(frame: pd.DataFrame, results: list[RuleResult]) -> pd.DataFrame:
+    """Per rule, its first failing rows' global number and sample text (as `sample_text`
+    would print it), so a report combined from partitions (tasks/partition.py) can re-draw
+    samples in global row order."""
+    parts = []
+    for r in results:
+        column = r.sample_column
+        if not column or column not in frame.columns or len(r.failed_index) == 0:
+            continue
+        picked = frame.iloc[r.failed_index[:PARTIAL_UNEXPECTED_COUNT]]
+        values = picked[column]
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            text = values.dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        else:
+            text = values.astype(str).where(values.notna())
+        if column == "_row":
+            text = "_row=" + text
+        parts.append(pd.DataFrame({"rule": r.rule, "_row": picked["_row"].to_numpy(dtype=np.int64),
+                                   "value": text.astype("string").to_numpy()}))
+    if not parts:
+        return pd.DataFrame({"rule": pd.Series(dtype="string"), "_row": pd.Series(dtype="int64"),
+                             "value": pd.Series(dtype="string")})
+    return pd.concat(parts, ignore_index=True).astype({"rule": "string", "value": "string"})
+
+
 def results_frame(
     source: str, results: list[RuleResult], frame: pd.DataFrame, sample_values: int
 ) -> pd.DataFrame:

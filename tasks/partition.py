@@ -30,18 +30,13 @@ import pandas as pd
 from tasks.filtering import filter_mask
 from tasks.gx_suites import (
     PARTIAL_UNEXPECTED_COUNT,
-    RuleResult,
-    load_suite,
     report_frame,
-    results_frame,
-    run_suite,
 )
 from tasks.metrics import customer_segment
 from tasks.money import dollars_to_cents
 from tasks.normalize import _id_text, empty_quarantine, normalize, quarantine_rows
-from tasks.quality import ValidationOutcome, cleanse, prepare_frame, quarantine_frame
-from tasks.quality_checks import derive_checks
-from tasks.settings import CRITICAL, ERROR, QUALITY_REPORT_COLUMNS, RULE_EVENT_TIME_MISSING
+from tasks.quality import ValidationOutcome, validate_source
+from tasks.settings import CRITICAL, QUALITY_REPORT_COLUMNS, RULE_EVENT_TIME_MISSING
 
 logger = logging.getLogger(__name__)
 
@@ -110,65 +105,6 @@ def split_period(source: str, stg: pd.DataFrame, *, event_time: str | None, spec
     counts["other_periods"] = len(stg) - sum(
         counts.get(k, 0) for k in ("in_period", "event_time_missing", "previous_period"))
     return PeriodSplit(dated[in_period], previous, quarantined, counts)
-
-
-def sample_candidates(frame: pd.DataFrame, results: list[RuleResult]) -> pd.DataFrame:
-    """Per rule, its first failing rows' global number and sample text (as `sample_text`
-    would print it), so the combined report can re-draw samples in global order."""
-    parts = []
-    for r in results:
-        column = r.sample_column
-        if not column or column not in frame.columns or len(r.failed_index) == 0:
-            continue
-        picked = frame.iloc[r.failed_index[:PARTIAL_UNEXPECTED_COUNT]]
-        values = picked[column]
-        if isinstance(values.dtype, pd.DatetimeTZDtype):
-            text = values.dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-        else:
-            text = values.astype(str).where(values.notna())
-        if column == "_row":
-            text = "_row=" + text
-        parts.append(pd.DataFrame({"rule": r.rule, "_row": picked["_row"].to_numpy(dtype=np.int64),
-                                   "value": text.astype("string").to_numpy()}))
-    if not parts:
-        return pd.DataFrame({"rule": pd.Series(dtype="string"), "_row": pd.Series(dtype="int64"),
-                             "value": pd.Series(dtype="string")})
-    return pd.concat(parts, ignore_index=True).astype({"rule": "string", "value": "string"})
-
-
-def validate_partition(source: str, stg: pd.DataFrame, *, known_customer_ids: pd.Series | None,
-                       parameters: dict[str, Any], reporting_currency: str, revenue_statuses: list[str],
-                       sample_values: int) -> tuple[ValidationOutcome, pd.DataFrame]:
-    """`tasks.quality.validate_source`, step for step, also returning the sample candidates.
-
-    (If ValidationOutcome kept its RuleResults, this would be validate_source itself.)
-    """
-    stg = stg.reset_index(drop=True)
-    frame = prepare_frame(source, stg)
-    skipped = derive_checks(source, frame, known_customer_ids=known_customer_ids,
-                            revenue_statuses=revenue_statuses)
-    results = [r for r in run_suite(load_suite(source), frame, parameters, skipped) if not r.skipped]
-    critical = [r for r in results if r.severity == CRITICAL]
-    quarantined = np.zeros(len(frame), dtype=bool)
-    for r in critical:
-        quarantined[r.failed_index] = True
-    failing = quarantined.copy()
-    for r in results:
-        if r.severity == ERROR:
-            failing[r.failed_index] = True
-    report = results_frame(source, results, frame, sample_values)
-    samples = sample_candidates(frame, results)
-    quarantine = quarantine_frame(source, stg, frame, critical, quarantined)
-    clean = cleanse(source, frame, results, quarantined, reporting_currency)
-    required = [r for r in results if r.category == "required"]
-    outcome = ValidationOutcome(
-        source=source, clean=clean, quarantine=quarantine, results=report, rows_in=len(stg),
-        rows_used=len(clean), rows_quarantined=len(quarantine), rows_failing=int(failing.sum()),
-        required_cells=sum(r.evaluated for r in required),
-        missing_required_cells=sum(r.failed for r in required),
-        duplicates={r.rule: r.failed for r in results if r.category == "duplicate"},
-    )
-    return outcome, samples
 
 
 def outcome_figures(outcome: ValidationOutcome) -> dict[str, Any]:
@@ -289,20 +225,16 @@ def run_partition(config_path: str, period: str, run_id: str, partition: int, pa
     history = staging.read("history")
     history = normalize_history(history.iloc[select_partition(history, partition, partitions)])
     common: dict[str, Any] = dict(
-        parameters={"period_start": run.period.start, "period_end": run.period.end,
-                    "known_currencies": sorted({str(code).strip().upper() for code in config.rates()})},
-        reporting_currency=config.reporting_currency, revenue_statuses=config.metrics.revenue_statuses,
-        sample_values=config.quality.sample_values)
-    customers, samples = validate_partition("customers", splits["customers"].in_period, known_customer_ids=None, **common)
+        period=run.period, rates=config.rates(), reporting_currency=config.reporting_currency,
+        revenue_statuses=config.metrics.revenue_statuses, sample_values=config.quality.sample_values)
+    customers = validate_source("customers", splits["customers"].in_period, known_customer_ids=None, **common)
     known = customers.clean["customer_id"].dropna()
-    outcomes, all_samples = {"customers": customers}, {"customers": samples}
+    outcomes = {"customers": customers}
     for source in ("transactions", "interactions"):
-        outcomes[source], all_samples[source] = validate_partition(
-            source, splits[source].in_period, known_customer_ids=known, **common)
-    previous_common = {**common, "parameters": {**common["parameters"], "period_start": run.period.previous().start,
-                                                "period_end": run.period.previous().end}}
-    previous, _ = validate_partition("transactions", splits["transactions"].previous, known_customer_ids=known,
-                                     **previous_common)
+        outcomes[source] = validate_source(source, splits[source].in_period, known_customer_ids=known, **common)
+    all_samples = {source: outcome.samples for source, outcome in outcomes.items()}
+    previous = validate_source("transactions", splits["transactions"].previous, known_customer_ids=known,
+                               **{**common, "period": run.period.previous()})
     performance = customer_metrics(
         customers.clean, outcomes["transactions"].clean, previous.clean, outcomes["interactions"].clean,
         countable_history(history, config.rates(), config.reporting_currency),

@@ -30,7 +30,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.gx_suites import DERIVED_PREFIX, RuleResult, load_suite, results_frame, run_suite
+from tasks.gx_suites import (
+    DERIVED_PREFIX,
+    RuleResult,
+    load_suite,
+    results_frame,
+    run_suite,
+    sample_candidates,
+)
 from tasks.normalize import INVALID_SUFFIX, empty_quarantine
 from tasks.period import Period
 from tasks.quality_checks import derive_checks
@@ -82,6 +89,9 @@ class ValidationOutcome:
     required_cells: int = 0
     missing_required_cells: int = 0
     duplicates: dict[str, int] = field(default_factory=dict)  # duplicate rule -> rows flagged
+    # Per rule, the first failing rows' `_row` and sample text (gx_suites.sample_candidates):
+    # a report combined from partitions re-draws its samples from these.
+    samples: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _empty_column(dtype: str, length: int) -> pd.Series:
@@ -261,6 +271,7 @@ def validate_source(
         if r.severity == ERROR:
             failing[r.failed_index] = True
     report = results_frame(source, results, frame, sample_values)
+    samples = sample_candidates(frame, results)  # before cleanse nulls the bad values
     quarantine = quarantine_frame(source, stg, frame, critical, quarantined)
     clean = cleanse(source, frame, results, quarantined, reporting_currency)
     required = [r for r in results if r.category == "required"]
@@ -276,6 +287,7 @@ def validate_source(
         required_cells=sum(r.evaluated for r in required),
         missing_required_cells=sum(r.failed for r in required),
         duplicates={r.rule: r.failed for r in results if r.category == "duplicate"},
+        samples=samples,
     )
     logger.info(
         "%s: %d rows in, %d used, %d quarantined, %d rules failed",
