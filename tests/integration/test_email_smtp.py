@@ -13,7 +13,6 @@ import socket
 import ssl
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -22,12 +21,14 @@ from typing import Any
 import pandas as pd
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 from prefect_email import EmailServerCredentials
 
 from tasks.export_csv import write_csv
 from tasks.notify import compose_report_email, summary_body
 from tasks.smtp_delivery import EmailDeliveryError, send_email
+from tests.fixtures import smtp as loopback_smtp
+from tests.fixtures.pipeline import free_port
+from tests.fixtures.smtp import RecordingHandler, echoing_authenticator
 
 pytestmark = pytest.mark.integration
 
@@ -36,67 +37,11 @@ USERNAME = "reporter"
 REFUSED_ADDRESS = "gone@example.com"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    content: bytes
-
-
-@dataclass
-class RecordingHandler:
-    """Accepts everything except REFUSED_ADDRESS (550, as for an unknown mailbox)."""
-
-    received: list[Received] = field(default_factory=list)
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
-        if address == REFUSED_ADDRESS:
-            return "550 5.1.1 mailbox unavailable"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append(
-            Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
-        )
-        return "250 Message accepted for delivery"
-
-
-def authenticate(
-    server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
-) -> AuthResult:
-    """Accepts USERNAME / PASSWORD. On failure it echoes the password it got, as a careless
-    server might: the client must scrub it from its error, not trust the server not to."""
-    ok = (
-        isinstance(auth_data, LoginPassword)
-        and auth_data.login == USERNAME.encode()
-        and auth_data.password == PASSWORD.encode()
-    )
-    if ok:
-        return AuthResult(success=True, handled=False)
-    tried = auth_data.password.decode() if isinstance(auth_data, LoginPassword) else "?"
-    return AuthResult(success=False, handled=False, message=f"535 5.7.8 bad password {tried}")
-
-
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[int, RecordingHandler]]:
     """A plain SMTP server without authentication, as on an internal relay."""
-    handler = RecordingHandler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, handler
-    finally:
-        controller.stop()
+    with loopback_smtp.smtp_server(refuse=frozenset({REFUSED_ADDRESS})) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +82,7 @@ def tls_context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
 @pytest.fixture
 def starttls_server(tls_context: ssl.SSLContext) -> Iterator[tuple[int, RecordingHandler]]:
     """An SMTP server that requires STARTTLS and a login, as a production relay does."""
-    handler = RecordingHandler()
+    handler = RecordingHandler(refuse=frozenset({REFUSED_ADDRESS}))
     port = free_port()
     controller = Controller(
         handler,
@@ -146,7 +91,7 @@ def starttls_server(tls_context: ssl.SSLContext) -> Iterator[tuple[int, Recordin
         tls_context=tls_context,
         require_starttls=True,
         auth_required=True,
-        authenticator=authenticate,
+        authenticator=echoing_authenticator(USERNAME, PASSWORD),
     )
     controller.start()
     try:
