@@ -131,7 +131,7 @@ def load_tables(pg_url: str, tables: dict[str, tuple[pd.DataFrame, bytes]], sche
 
 
 def run(config_path: str, staging: Path, crm_url: str, token: str) -> dict[str, Any]:
-    from tasks.config import load_and_check, resolve_period
+    from tasks.config_file import load_and_check, resolve_period
 
     config = load_and_check(config_path)
     period = resolve_period(config, None)

@@ -137,7 +137,7 @@ def register_crm_block(url: str, token: str) -> None:
 
 
 def run(config: str, mode: str, partitions: int, run_id: str) -> dict[str, Any]:
-    from tasks.config import load_and_check
+    from tasks.config_file import load_and_check
 
     cfg = load_and_check(config)
     sampler = RssSampler(include_children=(mode == "scale-out")).start()

@@ -22,7 +22,8 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.stages import aggregate, calculate_metrics, deliver, filter_period, validate_data
-from tasks.config import DEFAULT_CONFIG, load_and_check, resolve_period
+from tasks.config import DEFAULT_CONFIG
+from tasks.config_file import load_and_check, resolve_period
 from tasks.extract import extract_source
 from tasks.gx_suites import load_all_suites
 from tasks.settings import SOURCES

@@ -28,7 +28,8 @@ from prefect_dask import DaskTaskRunner
 
 from flows.main import prepare_demo_data
 from flows.stages import aggregate, deliver
-from tasks.config import DEFAULT_CONFIG, load_and_check, resolve_period
+from tasks.config import DEFAULT_CONFIG
+from tasks.config_file import load_and_check, resolve_period
 from tasks.extract import extract_source
 from tasks.partition import combine_partitions, run_partition
 from tasks.settings import SOURCES

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from tasks.config import (
-    ConfigError,
-    PipelineConfig,
-    RestSource,
-    SqlSource,
-    check_config,
-    load_config,
-)
+from tasks.config import ConfigError, PipelineConfig, RestSource, SqlSource
+from tasks.config_file import check_config, load_config
 from tasks.connections import describe, engine_for
 from tasks.extract_sql import relation_for
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.config import PipelineConfig, load_and_check, resolve_period
+from tasks.config import PipelineConfig
+from tasks.config_file import load_and_check, resolve_period
 from tasks.period import Period
 from tasks.staging import StagingArea
 

@@ -39,7 +39,8 @@ def frames(period: Period, revenue: float) -> dict[str, pd.DataFrame]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
     if request.param == "sqlite":
-        from tasks.config import SqlConnection, load_config
+        from tasks.config import SqlConnection
+        from tasks.config_file import load_config
         from tasks.connections import engine_for
 
         config = load_config(Path(__file__).resolve().parents[2] / "config" / "demo.yaml")

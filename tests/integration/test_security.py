@@ -31,7 +31,8 @@ from pydantic import SecretStr, ValidationError
 from blocks.bi_api import BiApiCredentials
 from blocks.crm_api import CrmApiCredentials
 from demo.crm_server import CrmStandIn
-from tasks.config import ConfigError, load_config
+from tasks.config import ConfigError
+from tasks.config_file import load_config
 from tasks.extract_api import ApiError
 from tasks.filter_sql import compile_filter
 from tasks.filtering import Condition, FilterSpec

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.config import ConfigError, load_and_check, load_config
+from tasks.config import ConfigError
+from tasks.config_file import load_and_check, load_config
 from tasks.preflight import preflight
 
 pytestmark = pytest.mark.unit
