@@ -1,6 +1,6 @@
 """The filter language compiled to SQL: a WHERE clause with bound parameters only.
 
-The same spec as `tasks.filtering.filter_mask`, row for row (property-tested against
+The same spec as `tasks.filter_pandas.filter_mask`, row for row (property-tested against
 SQLite, PostgreSQL and MariaDB), so extraction can push the period down into the source.
 How values bind per dialect: SQLite and MariaDB timestamps as naive UTC text
 'YYYY-MM-DD HH:MM:SS'; PostgreSQL as an aware value for timestamptz. LIKE patterns escape

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks.filtering import filter_mask
+from tasks.filter_pandas import filter_mask
 from tasks.gx_suites import (
     PARTIAL_UNEXPECTED_COUNT,
     report_frame,

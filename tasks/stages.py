@@ -16,7 +16,7 @@ from prefect.logging import get_run_logger
 from tasks.aggregate import business_insights, performance_trends, regional_summary
 from tasks.artifacts import publish_preview, publish_table
 from tasks.extract import period_spec, window_spec
-from tasks.filtering import filter_mask
+from tasks.filter_pandas import filter_mask
 from tasks.metrics import customer_metrics
 from tasks.normalize import empty_quarantine, normalize, normalize_history, quarantine_rows
 from tasks.quality import validate_metrics, validate_source

@@ -24,13 +24,13 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tasks.filter_pandas import filter_mask
 from tasks.filter_sql import compile_filter, sql_columns
 from tasks.filtering import (
     Condition,
     FilterSpec,
     Group,
     NullFieldError,
-    filter_mask,
 )
 
 pytestmark = pytest.mark.integration

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
+from tasks.filter_pandas import filter_mask
 from tasks.filter_sql import compile_filter, sql_columns
 from tasks.filtering import (
     Condition,
@@ -23,7 +24,6 @@ from tasks.filtering import (
     Group,
     NullFieldError,
     check_filter,
-    filter_mask,
     referenced_fields,
     rename_fields,
     substitute,
