@@ -9,7 +9,8 @@ It is the pipeline with its data-movement work done naively, nothing else change
   so the period filter runs in pandas over the whole table (the filter stage handles a
   source that cannot push down), and the later stages do identical work;
 - load: `DataFrame.to_sql(if_exists="replace")` per analytics table (SQLAlchemy 2's batched
-  INSERTs, 1,000 rows per statement); export: the pipeline's CSV writer.
+  INSERTs, 1,000 rows per statement); export: `DataFrame.to_csv` with the pipeline's
+  formatting (`render_csv_pandas`: what the pipeline's export did before its Arrow renderer).
 The run checks that it produced the pipeline's customer_performance CSV, byte for byte.
 
 One liberty, which favours the baseline: the 10·S-row table is read with a server-side
@@ -88,10 +89,18 @@ def history_in_pandas(transactions: pd.DataFrame, as_of: pd.Timestamp, statuses:
 
 def run(config_path: str, crm_url: str, token: str) -> dict[str, Any]:
     from tasks.config import RestSource
-    from tasks.delivery import export_csvs
+    from tasks.delivery import quality_report
+    from tasks.export_csv import csv_name, render_csv_pandas
     from tasks.extract_api import fetch_records
     from tasks.run_context import RunContext
-    from tasks.settings import CUSTOMER_FIELDS, INTERACTION_FIELDS, TRANSACTION_FIELDS
+    from tasks.settings import (
+        CUSTOMER_FIELDS,
+        CUSTOMER_PERFORMANCE_COLUMNS,
+        INTERACTION_FIELDS,
+        QUALITY_REPORT_COLUMNS,
+        REGIONAL_SUMMARY_COLUMNS,
+        TRANSACTION_FIELDS,
+    )
     from tasks.stages import (
         aggregate_performance,
         apply_period_filter,
@@ -158,7 +167,13 @@ def run(config_path: str, crm_url: str, token: str) -> dict[str, Any]:
         engine.dispose()
     export_rows = staged_rows(staging.folder, STAGE_ROWS["export"])
     with clock.stage("export", export_rows):
-        export_csvs.fn(config_path, period_text, run_id)
+        context.output_dir.mkdir(parents=True, exist_ok=True)
+        for kind, frame, columns in (
+            ("customer_performance", staging.read("customer_performance"), CUSTOMER_PERFORMANCE_COLUMNS),
+            ("regional_summary", staging.read("regional_summary"), REGIONAL_SUMMARY_COLUMNS),
+            ("data_quality_report", quality_report(context), QUALITY_REPORT_COLUMNS),
+        ):
+            (context.output_dir / csv_name(kind, period.label)).write_bytes(render_csv_pandas(frame, columns))
     finished = time.time()
     sampler.stop()
     stages = [s.as_dict() for s in clock.stages]

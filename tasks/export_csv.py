@@ -14,10 +14,14 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 logger = logging.getLogger(__name__)
 
@@ -128,8 +132,9 @@ def _select_columns(frame: pd.DataFrame, columns: Sequence[str], file_name: str)
     return frame.loc[:, list(columns)]
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write `data` to `path` so that readers see the old file or the new one, never a part.
+def atomic_write_bytes(path: Path, data: bytes | Iterable[bytes]) -> Path:
+    """Write `data` (bytes, or pieces of them) to `path` so that readers see the old file
+    or the new one, never a part.
 
     The temp file lives in the target's folder (os.replace is only atomic within one file
     system) and is fsynced before the rename, so a crash cannot leave an empty file behind
@@ -142,7 +147,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
     temp_path = Path(temp_name)
     try:
         with os.fdopen(handle, "wb") as temp_file:
-            temp_file.write(data)
+            for piece in [data] if isinstance(data, bytes) else data:
+                temp_file.write(piece)
             temp_file.flush()
             os.fsync(temp_file.fileno())
         os.chmod(temp_path, mode)
@@ -152,13 +158,135 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
     return path
 
 
-def render_csv(frame: pd.DataFrame, columns: Sequence[str], file_name: str = "the CSV") -> bytes:
-    """The exact bytes `write_csv` puts on disk: pure, so tests can check them directly."""
+def render_csv_pandas(frame: pd.DataFrame, columns: Sequence[str], file_name: str = "the CSV") -> bytes:
+    """The reference rendering: `format_for_csv`, then `DataFrame.to_csv`. Every frame can
+    take this path; `csv_chunks` gives the same bytes faster where it can."""
     selected = _select_columns(frame, columns, file_name)
     text: str = format_for_csv(neutralise_formulas(selected)).to_csv(
         index=False, lineterminator="\n", na_rep=""
     )
     return text.encode("utf-8")
+
+
+def render_csv(frame: pd.DataFrame, columns: Sequence[str], file_name: str = "the CSV") -> bytes:
+    """The exact bytes `write_csv` puts on disk: pure, so tests can check them directly."""
+    return b"".join(csv_chunks(frame, columns, file_name))
+
+
+def csv_chunks(frame: pd.DataFrame, columns: Sequence[str], file_name: str = "the CSV") -> Iterator[bytes]:
+    """The file's bytes, header first, then CHUNK_ROWS rows at a time.
+
+    Byte for byte what `render_csv_pandas` gives. Frames of plain columns (text, integers,
+    floats, booleans, timestamps) are rendered by Arrow's vectorised kernels: `to_csv` runs
+    Python's csv module once per row (6 s of the 8 s per million report rows here). Other
+    frames take the pandas path: object columns, and a single column (Python's csv writes
+    an empty lone cell as '""').
+    """
+    selected = _select_columns(frame, columns, file_name)
+    texts = csv_text_columns(selected) if selected.shape[1] > 1 else None
+    if texts is None:
+        yield render_csv_pandas(selected, list(selected.columns), file_name)
+        return
+    header = _quote_where_needed(pa.array([str(name) for name in selected.columns], pa.large_string()))
+    yield (",".join(header.to_pylist()) + "\n").encode("utf-8")
+    for first in range(0, len(selected), CHUNK_ROWS):
+        yield _csv_lines([text.slice(first, CHUNK_ROWS) for text in texts])
+
+
+CHUNK_ROWS = 100_000  # bounds the rendered text in memory (~17 MB per chunk of report rows)
+_NEEDS_QUOTES = r'[,"\n]'  # what Python's csv quotes with lineterminator="\n" (a lone CR is not)
+
+
+def csv_text_columns(frame: pd.DataFrame) -> list[pa.Array] | None:
+    """Each column as Arrow text in `neutralise_formulas` + `format_for_csv` + `to_csv` form,
+    quoted where CSV needs it, null for an empty cell; None when a column is of a kind only
+    pandas formats."""
+    # Arrow's kernels release the GIL: the columns are formatted side by side.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        texts = list(pool.map(_column_text, (frame[name] for name in frame.columns)))
+    if any(text is None for text in texts):
+        return None
+    return [text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text for text in texts]
+
+
+def _column_text(column: pd.Series) -> pa.Array | None:
+    dtype = column.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
+        stamps = column.dt.tz_convert("UTC") if isinstance(dtype, pd.DatetimeTZDtype) else column.dt.tz_localize("UTC")
+        # strftime's %S is the floored second. Arrow casts a whole-second timestamp to
+        # 'YYYY-MM-DD HH:MM:SS' 8x faster than its strftime kernel formats one.
+        seconds = pc.floor_temporal(pa.array(stamps), unit="second").cast(pa.timestamp("s"))
+        text = pc.replace_substring(seconds.cast(pa.large_string()), " ", "T", max_replacements=1)
+        return pc.binary_join_element_wise(text, _text("Z"), _text(""))
+    if pd.api.types.is_bool_dtype(dtype):
+        return pc.if_else(pa.array(column, pa.bool_()), "True", "False").cast(pa.large_string())
+    if pd.api.types.is_integer_dtype(dtype):
+        return pa.array(column, pa.int64()).cast(pa.large_string())
+    if pd.api.types.is_float_dtype(dtype):
+        return _float_text(column.to_numpy(dtype="float64", na_value=np.nan))
+    if isinstance(dtype, pd.StringDtype):
+        return _quote_where_needed(_neutralised(pa.array(column, pa.large_string())))
+    return None
+
+
+def _float_text(values: np.ndarray) -> pa.Array:
+    """Floats as numpy's `str` (what to_csv writes: shortest repr, '1.0', '1e-05', '1e+16').
+
+    Arrow's cast has the same shortest digits but its own notation: no '.0' on integral
+    values and exponents at other magnitudes. Where it prints plain decimals (checked
+    against numpy on 4.8 M random and money-like values: no difference) a '.0' is added
+    where missing; the rest, rare in reports, is formatted by numpy itself.
+    """
+    text = pa.array(values, from_pandas=True).cast(pa.large_string())  # NaN -> null -> empty
+    magnitude = np.abs(values)
+    plain = np.isfinite(values) & (((magnitude >= 1e-4) & (magnitude < 1e15)) | (magnitude == 0))
+    plain &= ~_contains(text, "e")
+    with np.errstate(invalid="ignore"):  # trunc of inf and NaN: those are not `plain`
+        whole = plain & (values == np.trunc(values))  # Arrow's '3', '-0'; numpy's '3.0', '-0.0'
+    if whole.any():
+        text = pc.if_else(whole, pc.binary_join_element_wise(text, _text(".0"), _text("")), text)
+    other = np.isfinite(values) & ~plain
+    if other.any():
+        patched = np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
+        patched[other] = values[other].astype(str)
+        text = pa.array(patched, pa.large_string())
+    return text
+
+
+# FORMULA_PREFIXES as one pattern: cells `neutralise_formulas` quotes
+_FORMULA_START = "^[=+\\-@\\t\\r\\n\\x00]"
+
+
+def _neutralised(text: pa.Array) -> pa.Array:
+    """`neutralise_formulas` for one Arrow text column."""
+    formula = pc.match_substring_regex(text, _FORMULA_START)
+    if not pc.any(formula).as_py():
+        return text
+    return pc.if_else(formula, pc.binary_join_element_wise(_text(NEUTRALISING_PREFIX), text, _text("")), text)
+
+
+def _contains(text: pa.Array, part: str) -> np.ndarray:
+    return pc.fill_null(pc.match_substring(text, part), False).to_numpy(zero_copy_only=False)
+
+
+def _text(value: str) -> pa.Scalar:
+    return pa.scalar(value, pa.large_string())
+
+
+def _quote_where_needed(text: pa.Array) -> pa.Array:
+    needs = pc.match_substring_regex(text, _NEEDS_QUOTES)
+    if not pc.any(needs).as_py():
+        return text
+    quoted = pc.binary_join_element_wise(_text('"'), pc.replace_substring(text, '"', '""'), _text('"'), _text(""))
+    return pc.if_else(needs, quoted, text)
+
+
+def _csv_lines(texts: list[pa.Array]) -> bytes:
+    """Rows joined by ',' and ended by '\n', as one UTF-8 buffer (no Python per row)."""
+    rows = pc.binary_join_element_wise(*texts, _text(","), null_handling="replace", null_replacement="")
+    lines = pc.binary_join_element_wise(rows, _text(""), _text("\n"))
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64, count=len(lines) + 1, offset=lines.offset * 8)
+    return lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0])).to_pybytes()
 
 
 def write_csv(frame: pd.DataFrame, path: Path, columns: Sequence[str]) -> Path:
@@ -169,7 +297,6 @@ def write_csv(frame: pd.DataFrame, path: Path, columns: Sequence[str]) -> Path:
     are not exported). Returns `path`.
     """
     path = Path(path)
-    data = render_csv(frame, columns, path.name)
-    atomic_write_bytes(path, data)
-    logger.info("wrote %s: %d rows, %d bytes", path, len(frame), len(data))
+    atomic_write_bytes(path, csv_chunks(frame, columns, path.name))
+    logger.info("wrote %s: %d rows, %d bytes", path, len(frame), path.stat().st_size)
     return path

@@ -193,3 +193,63 @@ def test_csv_name_follows_the_spec() -> None:
 def test_csv_name_rejects_anything_that_is_not_a_plain_name(kind: str, label: str) -> None:
     with pytest.raises(CsvExportError):
         csv_name(kind, label)
+
+
+# --- the Arrow renderer gives the reference bytes ----------------------------------------------
+
+
+def awkward_frame() -> pd.DataFrame:
+    """Every kind of column a report has, with the values that trip formatters up."""
+    floats = [0.0, -0.0, 1.0, 0.1 + 0.2, 1e-05, 0.0001, 1e15, 1e16, 123456789012.345, 345584192064786.0,
+              -17477209205.516193, float("inf"), float("-inf"), float("nan"), 2.5, 100.0]
+    n = len(floats)
+    text = ["plain", "a,b", 'say "hi"', "two\nlines", "cr\ronly", "=1+1", "+x", "-y", "@z", "\tt",
+            "\rr", "\nn", "\0z", "", None, "Zoë"]
+    return pd.DataFrame(
+        {
+            "name": pd.array(text, dtype="string"),
+            "amount": floats,
+            "nullable_float": pd.array(floats[:-3] + [None, None, None], dtype="Float64"),
+            "count": range(n),
+            "nullable_count": pd.array([None if i % 3 == 0 else -i for i in range(n)], dtype="Int64"),
+            "flag": [i % 2 == 0 for i in range(n)],
+            "nullable_flag": pd.array([None if i % 4 == 0 else i % 2 == 0 for i in range(n)], dtype="boolean"),
+            # pre-1970 with a fraction: strftime floors the second, a cast would truncate
+            "seen_at": pd.to_datetime(
+                ["1969-12-31T23:59:59.5+00:00", "2025-07-01T09:30:00.999+02:00", None] + ["2025-01-01T00:00:00Z"] * (n - 3),
+                utc=True, format="ISO8601",
+            ),
+            "naive_at": pd.to_datetime(["2025-07-31 23:59:59.75"] * (n - 1) + [None]),
+        }
+    )
+
+
+def test_the_arrow_renderer_gives_byte_for_byte_what_pandas_to_csv_gives() -> None:
+    frame = awkward_frame()
+    assert export_csv.csv_text_columns(frame) is not None  # the fast path really runs
+    columns = list(frame.columns)
+    assert export_csv.render_csv(frame, columns) == export_csv.render_csv_pandas(frame, columns)
+
+
+def test_floats_of_every_magnitude_are_written_like_numpy_writes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    values = np.concatenate(
+        [
+            rng.standard_normal(20_000) * 10.0 ** rng.integers(-8, 20, 20_000),
+            np.round(rng.standard_normal(20_000) * 1e6, 2),
+            rng.integers(-(2**62), 2**62, 20_000).view(np.float64),  # arbitrary bit patterns
+        ]
+    )
+    with np.errstate(invalid="ignore"):  # the NaN bit patterns
+        rounded = np.round(np.clip(values, -1e12, 1e12), 3)
+    frame = pd.DataFrame({"value": values, "rounded": rounded})
+    monkeypatch.setattr(export_csv, "CHUNK_ROWS", 7_000)  # several chunks, one cut mid-frame
+    assert export_csv.render_csv(frame, ["value", "rounded"]) == export_csv.render_csv_pandas(frame, ["value", "rounded"])
+
+
+def test_a_frame_with_an_object_column_takes_the_pandas_path() -> None:
+    frame = pd.DataFrame({"day": [dt.date(2025, 7, 1), None], "n": [1, 2]})
+    assert export_csv.csv_text_columns(frame) is None
+    assert export_csv.render_csv(frame, ["day", "n"]) == b"day,n\n2025-07-01,1\n,2\n"
