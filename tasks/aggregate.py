@@ -17,6 +17,7 @@ import pandas as pd
 
 from tasks.config import MetricsConfig
 from tasks.insights import business_insights
+from tasks.keys import isin_text, positions_in, take_aligned
 from tasks.metrics import counted_transactions
 from tasks.money import (
     cents_to_dollars,
@@ -111,7 +112,7 @@ def _customer_members(
             "customer_segment": cp["customer_segment"].astype("string"),
             "is_active": (cp["transaction_count"] >= 1).to_numpy(dtype=bool),
             "is_new": _in_period(cp["registration_date"], period).to_numpy(),
-            "was_active": cp["customer_id"].astype("string").isin(prev_buyers).to_numpy(dtype=bool),
+            "was_active": isin_text(cp["customer_id"], prev_buyers),
             "engagement_score": cp["engagement_score"].astype("float64"),
             "avg_satisfaction": cp["avg_satisfaction"].astype("float64"),
             "revenue_cents": dollars_to_cents(cp["total_revenue"]).to_numpy(),
@@ -264,7 +265,8 @@ def performance_trends(
     signups = pd.DataFrame({"customer_id": cp_ids, "at": customer_performance["registration_date"]})
     signups = signups[_in_period(signups["at"], period).to_numpy()]
     for frame in (sales, contacts, signups):
-        frame["region"] = frame["customer_id"].map(region_of).astype("string")
+        at = positions_in(frame["customer_id"], region_of.index)
+        frame["region"] = take_aligned(region_of, at, frame.index).astype("string")
     regions = sorted(region_of.dropna().unique())
 
     parts = []

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tasks.keys import isin_text
 from tasks.money import cents_to_dollars, dollars_to_cents, round_half_up
 
 logger = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def satisfaction_by_tickets(interactions: pd.DataFrame) -> dict[str, Any]:
     this period versus those who did not (interaction-weighted, nulls ignored)."""
     kind = interactions["interaction_type"].astype("string").str.lower()
     ticket_holders = set(interactions.loc[kind.eq("ticket").fillna(False).to_numpy(dtype=bool), "customer_id"])
-    has_ticket = interactions["customer_id"].isin(ticket_holders).to_numpy(dtype=bool)
+    has_ticket = isin_text(interactions["customer_id"], ticket_holders)
     scores = interactions["satisfaction_score"].astype("float64")
 
     def side(mask: np.ndarray) -> dict[str, Any]:

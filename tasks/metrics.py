@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.config import MetricsConfig
+from tasks.keys import positions_in, take_aligned
 from tasks.money import (
     cents_to_dollars,
     cents_to_e8,
@@ -248,13 +249,20 @@ def customer_segment(
     return pd.Series(segment, index=revenue_cents.index, dtype="string")
 
 
-def _aligned(totals: pd.DataFrame, ids: pd.Series, column: str, fill: int | None = None) -> pd.Series:
-    """One column of a per-customer totals frame in the order of `ids`; `fill` where absent
-    (keeping the column's dtype), else null."""
-    values = totals[column].reindex(pd.Index(ids.to_numpy()))
-    if fill is not None:
-        values = values.fillna(fill).astype(totals[column].dtype)
-    return values.set_axis(ids.index)
+class _Aligned:
+    """A per-customer totals frame (indexed by customer_id) lined up with `ids` once, so
+    each of its columns is a `take`, not a hash lookup of every id."""
+
+    def __init__(self, totals: pd.DataFrame, ids: pd.Series) -> None:
+        self.totals, self.index = totals, ids.index
+        self.positions = positions_in(ids, totals.index)
+
+    def column(self, name: str, fill: int | None = None) -> pd.Series:
+        """`name` in the order of `ids`; `fill` where absent (keeping the dtype), else null."""
+        values = take_aligned(self.totals[name], self.positions, self.index)
+        if fill is not None:
+            values = values.fillna(fill).astype(self.totals[name].dtype)
+        return values
 
 
 def customer_metrics(
@@ -277,25 +285,25 @@ def customer_metrics(
     out = out.sort_values("customer_id", kind="mergesort").reset_index(drop=True)
     ids = out["customer_id"]
 
-    current = purchase_totals(transactions, rates, config.revenue_statuses)
-    previous = purchase_totals(transactions_prev, rates, config.revenue_statuses)
-    contacts = interaction_totals(interactions)
-    lifetime = history_totals(history, rates)
+    current = _Aligned(purchase_totals(transactions, rates, config.revenue_statuses), ids)
+    previous = _Aligned(purchase_totals(transactions_prev, rates, config.revenue_statuses), ids)
+    contacts = _Aligned(interaction_totals(interactions), ids)
+    lifetime = _Aligned(history_totals(history, rates), ids)
 
-    revenue_cents = _aligned(current, ids, "revenue_cents", 0)
-    prev_cents = _aligned(previous, ids, "revenue_cents", 0)
-    out["transaction_count"] = _aligned(current, ids, "transaction_count", 0)
+    revenue_cents = current.column("revenue_cents", 0)
+    prev_cents = previous.column("revenue_cents", 0)
+    out["transaction_count"] = current.column("transaction_count", 0)
     out["total_revenue"] = cents_to_dollars(revenue_cents)
     out["avg_order_value"] = divide_cents(revenue_cents, out["transaction_count"])
-    out["total_quantity"] = _aligned(current, ids, "total_quantity", 0)
-    out["interaction_count"] = _aligned(contacts, ids, "interaction_count", 0)
-    out["ticket_count"] = _aligned(contacts, ids, "ticket_count", 0)
-    raw_satisfaction = _aligned(contacts, ids, "avg_satisfaction")
+    out["total_quantity"] = current.column("total_quantity", 0)
+    out["interaction_count"] = contacts.column("interaction_count", 0)
+    out["ticket_count"] = contacts.column("ticket_count", 0)
+    raw_satisfaction = contacts.column("avg_satisfaction")
     out["avg_satisfaction"] = round_half_up(raw_satisfaction, 2)
-    out["open_tickets"] = _aligned(contacts, ids, "open_tickets", 0)
+    out["open_tickets"] = contacts.column("open_tickets", 0)
     out["days_since_last_login"] = whole_days_until(out["last_login"], as_of)
     out["days_since_last_purchase"] = whole_days_until(
-        _aligned(lifetime, ids, "last_order_at"), as_of
+        lifetime.column("last_order_at"), as_of
     )
     # The raw mean feeds the score, so a rounded 3.995 does not move S.
     out["engagement_score"] = engagement_score(
@@ -313,7 +321,7 @@ def customer_metrics(
     out["revenue_prev_period"] = cents_to_dollars(prev_cents)
     growth = (revenue_cents - prev_cents) / prev_cents.where(prev_cents != 0) * 100
     out["revenue_growth_pct"] = round_half_up(growth.astype("float64"), 2)
-    out["clv"] = customer_lifetime_value(lifetime, ids, as_of, config)
+    out["clv"] = customer_lifetime_value(lifetime, as_of, config)
     out["customer_segment"] = customer_segment(
         revenue_cents, ids, out["churn_probability"], out["registration_date"],
         as_of=as_of, config=config,
@@ -326,15 +334,13 @@ def customer_metrics(
     return out.loc[:, list(CUSTOMER_PERFORMANCE_COLUMNS)]
 
 
-def customer_lifetime_value(
-    lifetime: pd.DataFrame, ids: pd.Series, as_of: pd.Timestamp, config: MetricsConfig
-) -> pd.Series:
+def customer_lifetime_value(lifetime: _Aligned, as_of: pd.Timestamp, config: MetricsConfig) -> pd.Series:
     """Σ lifetime revenue ÷ max(1, tenure days ÷ 30.4375) × expected lifetime; null without orders.
 
     Tenure is whole days from the first completed order to as_of, like the other day counts.
     """
-    cents = _aligned(lifetime, ids, "revenue_cents").astype("float64")
-    tenure_days = whole_days_until(_aligned(lifetime, ids, "first_order_at"), as_of)
+    cents = lifetime.column("revenue_cents").astype("float64")
+    tenure_days = whole_days_until(lifetime.column("first_order_at"), as_of)
     months = np.maximum(1.0, tenure_days.to_numpy(dtype="float64", na_value=np.nan) / DAYS_PER_MONTH)
     value = cents.to_numpy() / 100 / months * config.expected_lifetime_months
-    return round_half_up(pd.Series(value, index=ids.index), 2)
+    return round_half_up(pd.Series(value, index=lifetime.index), 2)

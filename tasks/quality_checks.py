@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
+from tasks.keys import isin_text
 from tasks.settings import FIELDS, ROW_ID_FIELD
 
 # Fields compared for "identical rows under different ids" (suspected duplicates):
@@ -63,14 +62,6 @@ def _content_first(frame: pd.DataFrame, source: str, order: np.ndarray, kept: np
     return first
 
 
-def _isin(values: pd.Series, allowed: list[str] | pd.Series) -> np.ndarray:
-    """Vectorised membership for string columns (pandas' own isin loops over `allowed`)."""
-    array = pa.array(values.astype("string"), from_pandas=True)
-    value_set = pa.array(pd.Series(allowed, dtype="string").dropna().unique(), type=pa.string())
-    found = pc.is_in(array, value_set=value_set.cast(array.type)).fill_null(False)
-    return found.to_numpy(zero_copy_only=False).astype(bool)
-
-
 def derive_checks(
     source: str,
     frame: pd.DataFrame,
@@ -97,11 +88,11 @@ def derive_checks(
         else:
             known = known_customer_ids.astype("string").str.strip()
             ids = frame["customer_id"]
-            frame["_chk_customer_id_known"] = ids.isna().to_numpy(dtype=bool) | _isin(ids, known)
+            frame["_chk_customer_id_known"] = ids.isna().to_numpy(dtype=bool) | isin_text(ids, known)
     frame[f"_chk_{id_field}_first"] = id_first
     if source == "transactions":
         statuses = [s.strip().lower() for s in revenue_statuses]
-        is_revenue = _isin(frame["status"], statuses)
+        is_revenue = isin_text(frame["status"], statuses)
         not_positive = pd.to_numeric(frame["amount"]).le(0).fillna(False).to_numpy(dtype=bool)
         frame["_chk_revenue_amount_positive"] = ~(is_revenue & not_positive)
         frame["_chk_other_amount_positive"] = ~(~is_revenue & not_positive)
