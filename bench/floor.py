@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from bench.datasets import csv_bytes
 from bench.measure import MB, RssSampler, StageClock
+from tasks.staging import SUFFIX, read_frame
 
 COPY_READ_BYTES = 1 << 20
 RATES = {"USD": "1", "EUR": "1.08", "GBP": "1.27", "CAD": "0.73", "AUD": "0.66"}
@@ -140,7 +141,7 @@ def run(config_path: str, staging: Path, crm_url: str, token: str) -> dict[str, 
     rest = config.sources["interactions"]
     queries = extract_queries(str(period.first_day), str(period.previous().first_day),
                               str(period.next().first_day))
-    outputs = {name: pd.read_parquet(staging / f"{name}.parquet")
+    outputs = {name: read_frame(staging / f"{name}{SUFFIX}")
                for name in ("customer_performance", "regional_summary", "performance_trends", "quarantine")}
     prepared = {name: (frame, csv_bytes(frame)) for name, frame in outputs.items()}  # untimed
     sampler = RssSampler().start()

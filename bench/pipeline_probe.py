@@ -28,9 +28,10 @@ from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-import pyarrow.parquet as pq  # noqa: E402
+import pyarrow.feather as feather  # noqa: E402
 
 from bench.measure import MB, RssSampler, peak_rss_self  # noqa: E402
+from tasks.staging import SUFFIX  # noqa: E402
 
 # The scale-out flow runs partition_chain (filter → validate → metrics per partition) and
 # combine instead of the three middle stages.
@@ -75,12 +76,12 @@ def stage_of(task_run_name: str) -> str | None:
 
 
 def staged_rows(folder: Path, names: tuple[str, ...]) -> int:
-    """Rows of the staged frames, from Parquet metadata only."""
+    """Rows of the staged frames (read after the run, untimed)."""
     total = 0
     for name in names:
-        path = folder / f"{name}.parquet"
+        path = folder / f"{name}{SUFFIX}"
         if path.exists():
-            total += pq.read_metadata(path).num_rows
+            total += feather.read_table(str(path), columns=[]).num_rows
     return total
 
 

@@ -127,8 +127,8 @@ def _extract_rest(
     yield f"raw_{source_name}", frame
 
 
-def parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """Columns whose values mix types ("12,50" beside 12.5) as text, so Parquet takes them.
+def arrow_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns whose values mix types ("12,50" beside 12.5) as text, so Arrow can store them.
 
     Raw frames keep values as the source gave them; a column a source typed loosely
     (SQLite, JSON) can hold numbers and text at once. As text, nothing is lost: the
@@ -170,7 +170,7 @@ def extract_source(source_name: str, config_path: str, period: str, run_id: str)
         frames = _extract_rest(run, source_name, source)
     counts = {}
     for name, frame in frames:
-        run.staging.write(name, parquet_safe(frame))
+        run.staging.write(name, arrow_safe(frame))
         counts[name] = len(frame)
         del frame  # staged: free it before the next frame is read
     logger.info(

@@ -306,7 +306,7 @@ def read_frames(
 def mixed_as_text(frame: pd.DataFrame) -> pd.DataFrame:
     """Columns whose values have different types (SQLite: 12.5 next to '12,50') as text.
 
-    Arrow, and so the staging area's parquet, cannot store such a column; the staging casts
+    Arrow, and so the staging area, cannot store such a column; the staging casts
     read every value through its text anyway (12.5 -> '12.5' -> 12.5), so nothing is lost.
     """
     for name in frame.columns:

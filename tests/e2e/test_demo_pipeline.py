@@ -21,6 +21,7 @@ from tasks.settings import (
     QUALITY_REPORT_COLUMNS,
     REGIONAL_SUMMARY_COLUMNS,
 )
+from tasks.staging import SUFFIX, read_frame
 from tests.e2e.demo_configs import demo_config
 
 pytestmark = [pytest.mark.e2e]
@@ -63,7 +64,7 @@ def _out(demo_runs: dict, name: str, output: str = "out1") -> Path:
 def _staged(demo_runs: dict, run: str, name: str) -> pd.DataFrame:
     summary = demo_runs[run]
     folder = Path(demo_runs["folder"]) / "staging" / "customer-performance" / summary["period"] / summary["run_id"]
-    return pd.read_parquet(folder / f"{name}.parquet")
+    return read_frame(folder / f"{name}{SUFFIX}")
 
 
 def test_outputs_exist_with_stable_columns(demo_runs: dict) -> None:

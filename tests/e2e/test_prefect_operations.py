@@ -30,6 +30,7 @@ from demo.generate import write_demo
 from tasks.config import DEFAULT_CONFIG
 from tasks.extract import DEMO_CRM_TOKEN
 from tasks.settings import SOURCES
+from tasks.staging import SUFFIX
 from tests.e2e.prefect_stack import ROOT, PrefectStack, RunView, eventually, nightly_deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -165,7 +166,7 @@ def csv_rows(path: Path) -> int:
 
 
 def mtimes(folder: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_mtime_ns for p in sorted(folder.glob("raw_*.parquet"))}
+    return {p.name: p.stat().st_mtime_ns for p in sorted(folder.glob(f"raw_*{SUFFIX}"))}
 
 
 def assert_same_outputs(scenario: Scenario, clean: Scenario) -> None:
@@ -320,7 +321,7 @@ def test_a_failed_stage_reruns_on_its_own_then_the_run_finishes(
     assert stage.state.type.value == "COMPLETED"
     assert middle.run.state.type.value == "FAILED"  # the parent is not rerun by this
     assert "aggregate" not in middle.subflows
-    assert (faulty.staging / "customer_performance.parquet").exists()
+    assert (faulty.staging / f"customer_performance{SUFFIX}").exists()
     raw = mtimes(faulty.staging)
 
     # 2. Then the run: it reuses the rerun stage and finishes the stages after it.
@@ -341,7 +342,7 @@ def test_rerunning_a_failed_run_reruns_only_the_failed_stage_and_after(
     assert before.run.state.type.value == "FAILED"
     assert before.stage("calculate_metrics").state.type.value == "FAILED"
     assert "aggregate" not in before.subflows and "deliver" not in before.subflows
-    assert sorted(attempts.rerun_raw) == sorted(f"raw_{s}.parquet" for s in SOURCES)
+    assert sorted(attempts.rerun_raw) == sorted(f"raw_{s}{SUFFIX}" for s in SOURCES)
 
     second = stack.wait(faulty.run_id)  # `prefect flow-run retry <id>` was issued by the fixture
 

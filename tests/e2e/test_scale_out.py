@@ -18,6 +18,7 @@ import sqlalchemy as sa
 import yaml
 
 from tasks.config import DEFAULT_CONFIG
+from tasks.staging import SUFFIX, read_frame
 
 pytestmark = pytest.mark.e2e
 
@@ -95,7 +96,7 @@ def test_scale_out_matches_single_process(tmp_path: Path, prefect_harness: None)
     # Each partition did a share of the customers (the hash spreads them).
     parts = sorted((tmp_path / "scaled" / "staging").glob("*/*/*/part_*"))
     assert len(parts) == PARTITIONS
-    sizes = [len(pd.read_parquet(p / "customer_performance.parquet")) for p in parts]
+    sizes = [len(read_frame(p / f"customer_performance{SUFFIX}")) for p in parts]
     assert sum(sizes) == CUSTOMERS and min(sizes) > 0
 
     single_db = analytics_rows(tmp_path / "single" / "analytics.db")

@@ -17,6 +17,7 @@ import pytest
 
 from demo.crm_server import Fault, FaultPlan
 from tasks.extract_api import MalformedPageError, PaginationError
+from tasks.staging import SUFFIX
 from tests.fixtures.crm import crm_with_block
 from tests.fixtures.pipeline import (
     LABEL,
@@ -52,7 +53,7 @@ def _assert_nothing_delivered(tmp_path: Path) -> None:
     assert not csv_path(tmp_path / "out", "customer_performance").exists()
     assert f"customer_performance_{LABEL}" not in sqlite_tables(tmp_path / "analytics.db")
     # The failed extract wrote no partial raw frame that a rerun could pick up.
-    assert not list((tmp_path / "staging").rglob("raw_interactions.parquet"))
+    assert not list((tmp_path / "staging").rglob(f"raw_interactions{SUFFIX}"))
 
 
 @pytest.fixture

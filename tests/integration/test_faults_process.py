@@ -4,7 +4,7 @@ the next run with the same --run-id completes with the outputs of a clean run.
 The flow runs as `python flows/main.py` in a subprocess that talks to the test's Prefect
 API (so it starts no server of its own that a SIGKILL would orphan). The kill comes the
 moment the staging folder shows the filter stage has started writing; whatever the
-process was doing then, every `.parquet` / `.json` a stage could read must be whole.
+process was doing then, every staged `.arrow` / `.json` a stage could read must be whole.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import textwrap
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
+from tasks.staging import SUFFIX, read_frame
 from tests.fixtures.pipeline import (
     PROJECT_ROOT,
     assert_nothing_lost,
@@ -64,9 +64,8 @@ def _wait_for(path_glob: str, folder: Path, process: subprocess.Popen[bytes]) ->
 
 def _assert_every_staged_file_is_whole(run_folder: Path) -> list[str]:
     """Every file a stage could read parses; returns the names of leftover temp files."""
-    for parquet in run_folder.glob("*.parquet"):
-        pq.read_metadata(parquet)  # raises on a truncated file (no footer)
-        pq.read_table(parquet)
+    for staged in run_folder.glob(f"*{SUFFIX}"):
+        read_frame(staged)  # raises on a truncated file (no footer)
     for document in run_folder.glob("*.json"):
         json.loads(document.read_text())
     return sorted(p.name for p in run_folder.iterdir() if p.name.endswith(".tmp"))
@@ -91,7 +90,7 @@ def test_sigkill_during_a_stage_leaves_only_whole_files_and_the_same_run_id_resu
         command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        started = _wait_for("stg_customers.parquet", tmp_path / "staging", first)
+        started = _wait_for(f"stg_customers{SUFFIX}", tmp_path / "staging", first)
         first.send_signal(signal.SIGKILL)
     finally:
         first.kill()
@@ -100,7 +99,7 @@ def test_sigkill_during_a_stage_leaves_only_whole_files_and_the_same_run_id_resu
     assert first.returncode == -signal.SIGKILL
     run_folder = started.parent
     assert run_folder.name == RUN_ID
-    # Stages read only '<name>.parquet' / '<name>.json': a temp file is never an input.
+    # Stages read only '<name>.arrow' / '<name>.json': a temp file is never an input.
     leftovers = _assert_every_staged_file_is_whole(run_folder)
     assert all(name.endswith(".tmp") for name in leftovers)
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.csv"))
@@ -160,6 +159,6 @@ def test_sigkill_in_the_middle_of_a_staging_write_leaves_the_previous_version_wh
     finally:
         writer.kill()
         writer.wait(timeout=30)
-    table = pq.read_table(folder / "frame.parquet")
-    versions = set(table.column("version").to_pylist())
-    assert table.num_rows == 400_000 and len(versions) == 1
+    frame = read_frame(folder / f"frame{SUFFIX}")
+    versions = set(frame["version"].tolist())
+    assert len(frame) == 400_000 and len(versions) == 1

@@ -19,7 +19,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 import yaml
 from pydantic import SecretStr
@@ -123,7 +122,7 @@ def test_a_transient_503_is_retried_by_the_task(
     staged = StagingArea(
         tmp_path / "output" / "staging", "customer-performance", PERIOD, "transient"
     )
-    assert sorted(pd.read_parquet(staged.path("raw_interactions"))["interaction_id"]) == [
+    assert sorted(staged.read("raw_interactions")["interaction_id"]) == [
         "I1",
         "I2",
     ]

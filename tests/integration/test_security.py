@@ -37,6 +37,7 @@ from tasks.extract_api import ApiError
 from tasks.filter_sql import compile_filter
 from tasks.filtering import Condition, FilterSpec
 from tasks.smtp_delivery import EmailDeliveryError
+from tasks.staging import SUFFIX
 from tests.fixtures.pipeline import (
     DEMO_CONFIG,
     config_dict,
@@ -175,7 +176,7 @@ def test_no_secret_in_staging_outputs_email_or_persisted_results(secure_run: Sec
     if results.exists():  # task results persisted since the run started
         files += [p for p in results.rglob("*") if p.is_file()
                   and p.stat().st_mtime >= secure_run.started - 1]
-    assert any(p.suffix == ".parquet" for p in files) and any(p.suffix == ".csv" for p in files)
+    assert any(p.suffix == SUFFIX for p in files) and any(p.suffix == ".csv" for p in files)
     assert {str(p): leaks(p.read_bytes()) for p in files if leaks(p.read_bytes())} == {}
     assert leaks(secure_run.mail[0].content) == []
     assert leaks(b"".join(r.body for r in secure_run.bi_requests)) == []

@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.extract import parquet_safe
+from tasks.extract import arrow_safe
 from tasks.normalize import normalize
+from tasks.staging import read_frame, write_frame
 
 pytestmark = pytest.mark.unit
 
@@ -23,9 +24,9 @@ def test_mixed_columns_are_staged_as_text_and_parse_back(tmp_path: Path) -> None
             "quantity": [1, 2, 3],  # uniform: left alone
         }
     )
-    safe = parquet_safe(raw)
-    safe.to_parquet(tmp_path / "raw.parquet")  # the original frame would raise ArrowInvalid
-    stg = normalize("transactions", pd.read_parquet(tmp_path / "raw.parquet"))
+    safe = arrow_safe(raw)
+    write_frame(safe, tmp_path / "raw.arrow")  # the original frame would raise ArrowInvalid
+    stg = normalize("transactions", read_frame(tmp_path / "raw.arrow"))
     assert stg["amount"].tolist()[0] == 12.5 and stg["amount__invalid"][1] == "12,50"
     assert stg["order_date"][0] == pd.Timestamp("2025-07-01 10:00", tz="UTC")
     assert stg["order_date__invalid"][1] == "2025-07-3x"

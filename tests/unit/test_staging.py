@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.staging import StagingArea, StagingError
+from tasks.staging import SUFFIX, StagingArea, StagingError
 
 pytestmark = pytest.mark.unit
 
@@ -19,7 +19,7 @@ def test_round_trip_and_atomic_write(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(area.read("raw_x"), frame)
     area.write("raw_x", frame.head(1))  # replaced whole
     assert len(area.read("raw_x")) == 1
-    assert [p.name for p in area.folder.iterdir()] == ["raw_x.parquet"]  # no temp files left
+    assert [p.name for p in area.folder.iterdir()] == [f"raw_x{SUFFIX}"]  # no temp files left
 
 
 def test_missing_input_names_the_stage(tmp_path: Path) -> None:
