@@ -4,13 +4,20 @@ The extract reads the orders the history counts (tasks/extract_sql.history_query
 filter and projection pushed down, each row's net money as whole cents); this module is
 the pure half: exact duplicate rows (a transaction ingested twice) count once, then each
 (customer, currency) gets its first and last order time, its net amount and its order
-count. Vectorised pandas, no per-row Python; the sum is of whole cents held in float64,
-which is exact below 2**53 cents.
+count. The sum is of whole cents held in float64, which is exact below 2**53 cents.
+
+DuckDB folds the rows (`SELECT DISTINCT` then `GROUP BY`, on the Arrow buffers pandas
+already holds, on every core): at 10^6 customers, 9 M order rows, it took 2.5 s where the
+same fold in pandas (`aggregate_history_pandas`, kept as the reference the tests compare
+with) took 7.9 s, mostly hashing 9 M transaction ids and grouping on text keys.
 """
 
 from __future__ import annotations
 
+import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 ORDER_COLUMNS = ("transaction_id", "customer_id", "currency", "order_date", "amount", "net_cents")
 HISTORY_COLUMNS = (
@@ -21,13 +28,58 @@ HISTORY_COLUMNS = (
 def aggregate_history(orders: pd.DataFrame) -> pd.DataFrame:
     """One row per (customer_id, currency), sorted by them; a null currency is its own group
     (the metrics fill it with the reporting currency, as for the month's rows)."""
+    _check_columns(orders)
+    if orders.empty:
+        return _empty_history()
+    net_cents = pd.to_numeric(orders["net_cents"], errors="coerce").astype("float64")
+    table = pa.Table.from_pandas(  # NaN cents become null: left out of the sum, like pandas
+        orders.loc[:, list(ORDER_COLUMNS)].assign(net_cents=net_cents), preserve_index=False
+    )
+    with duckdb.connect() as connection:
+        connection.register("orders", table)
+        folded = connection.sql(_FOLD_SQL).to_arrow_table().to_pandas()
+    history = pd.DataFrame(
+        {
+            "customer_id": folded["customer_id"].astype(orders["customer_id"].dtype),
+            "currency": folded["currency"].astype(orders["currency"].dtype),
+            "first_order_at": folded["first_order_at"].astype(orders["order_date"].dtype),
+            "last_order_at": folded["last_order_at"].astype(orders["order_date"].dtype),
+            "net_amount": folded["net_cents"].astype("float64") / 100,
+            "order_count": folded["order_count"].astype(np.int64),
+        }
+    )
+    return history[list(HISTORY_COLUMNS)]
+
+
+# Exact copies (every column equal, nulls equal) count once; ORDER BY as pandas' sorted
+# groups: text in code-point order (DuckDB compares bytes: UTF-8 keeps that order), null last.
+_FOLD_SQL = """
+SELECT customer_id, currency,
+       min(order_date) AS first_order_at, max(order_date) AS last_order_at,
+       coalesce(sum(net_cents), 0) AS net_cents, count(*) AS order_count
+FROM (SELECT DISTINCT * FROM orders)
+GROUP BY customer_id, currency
+ORDER BY customer_id ASC NULLS LAST, currency ASC NULLS LAST
+"""
+
+
+def _check_columns(orders: pd.DataFrame) -> None:
     missing = [c for c in ORDER_COLUMNS if c not in orders.columns]
     if missing:
         raise ValueError(f"history orders lack columns {missing}")
+
+
+def _empty_history() -> pd.DataFrame:
+    empty = {name: pd.Series(dtype="object") for name in HISTORY_COLUMNS}
+    empty["net_amount"] = pd.Series(dtype="float64")
+    return pd.DataFrame(empty)
+
+
+def aggregate_history_pandas(orders: pd.DataFrame) -> pd.DataFrame:
+    """`aggregate_history` in pandas alone: the reference implementation."""
+    _check_columns(orders)
     if orders.empty:
-        empty = {name: pd.Series(dtype="object") for name in HISTORY_COLUMNS}
-        empty["net_amount"] = pd.Series(dtype="float64")
-        return pd.DataFrame(empty)
+        return _empty_history()
     # Only rows sharing a transaction id can be copies of each other: whole rows are
     # compared among those few (exact), sparing a hash of six columns of every row.
     shared_id = orders["transaction_id"].duplicated(keep=False).to_numpy(dtype=bool)

@@ -85,3 +85,32 @@ def test_copies_in_a_null_currency_group_are_taken_back_out_of_that_group_only()
     by_currency = dict(zip(history["currency"].fillna("<null>"), history["net_amount"], strict=True))
     assert by_currency == {"USD": 4.00, "<null>": 3.00}
     assert history["order_count"].tolist() == [1, 1]
+
+
+def test_the_duckdb_fold_gives_the_pandas_reference_frame_exactly() -> None:
+    import numpy as np
+
+    from tasks.history import aggregate_history_pandas
+
+    rng = np.random.default_rng(11)
+    n = 5_000
+    frame = pd.DataFrame(
+        {
+            "transaction_id": [f"T{i}" for i in rng.integers(0, 4_000, n)],  # ids repeat
+            "customer_id": [f"C{i}" for i in rng.integers(0, 300, n)],
+            "currency": rng.choice(np.array(["USD", "EUR", "GBP", None], dtype=object), n),
+            "order_date": pd.to_datetime("2024-01-01", utc=True)
+            + pd.to_timedelta(rng.integers(0, 400 * 86_400, n), unit="s"),
+            "amount": rng.integers(1, 50_000, n) / 100,
+        }
+    )
+    frame["net_cents"] = (frame["amount"] * 100).round()
+    copies = frame.sample(600, random_state=3)  # exact re-ingested rows
+    frame = pd.concat([frame, copies], ignore_index=True)
+    frame.loc[[1, 2], "net_cents"] = np.nan
+    frame.loc[[3, 4], "order_date"] = pd.NaT
+    frame.loc[5, "customer_id"] = "Zoë"  # non-ASCII keys sort by code point in both
+    expected = aggregate_history_pandas(frame)
+    folded = aggregate_history(frame)
+    pd.testing.assert_frame_equal(folded, expected)
+    assert int(folded["order_count"].sum()) < len(frame)  # the copies were dropped
