@@ -14,12 +14,15 @@ with) took 7.9 s, mostly hashing 9 M transaction ids and grouping on text keys.
 
 from __future__ import annotations
 
+import tempfile
+
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 ORDER_COLUMNS = ("transaction_id", "customer_id", "currency", "order_date", "amount", "net_cents")
+FOLD_MEMORY = "512MB"
 HISTORY_COLUMNS = (
     "customer_id", "currency", "first_order_at", "last_order_at", "net_amount", "order_count",
 )
@@ -35,7 +38,12 @@ def aggregate_history(orders: pd.DataFrame) -> pd.DataFrame:
     table = pa.Table.from_pandas(  # NaN cents become null: left out of the sum, like pandas
         orders.loc[:, list(ORDER_COLUMNS)].assign(net_cents=net_cents), preserve_index=False
     )
-    with duckdb.connect() as connection:
+    # Bounded: past FOLD_MEMORY DuckDB spills its hash tables to a temp folder instead of
+    # growing (9 M rows: +0.7 GB RSS and 2.6 s at 512 MB, against +1.3 GB and 2.9 s unbounded).
+    with (
+        tempfile.TemporaryDirectory(prefix="cpp-history-") as spill,
+        duckdb.connect(config={"memory_limit": FOLD_MEMORY, "temp_directory": spill}) as connection,
+    ):
         connection.register("orders", table)
         folded = connection.sql(_FOLD_SQL).to_arrow_table().to_pandas()
     history = pd.DataFrame(
