@@ -39,7 +39,13 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
 
 
 def read_frame(path: Path) -> pd.DataFrame:
-    return feather.read_table(str(path)).to_pandas()
+    table = feather.read_table(str(path))
+    if table.num_rows == 0:
+        # A file of no record batches reads as columns of no chunks, which pandas' Arrow
+        # text columns cannot merge or join ('cannot construct ChunkedArray from empty
+        # vector'); an empty table of the same schema has one empty chunk per column.
+        table = table.schema.empty_table()
+    return table.to_pandas()
 
 
 class StagingError(RuntimeError):

@@ -1,4 +1,4 @@
-"""The staging area: atomic Parquet per frame, clear error on a missing input."""
+"""The staging area: atomic Arrow IPC file per frame, clear error on a missing input."""
 
 from __future__ import annotations
 
@@ -31,3 +31,19 @@ def test_missing_input_names_the_stage(tmp_path: Path) -> None:
 def test_names_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         StagingArea(tmp_path, "p", "2025-07", "run1").path("../escape")
+
+
+def test_an_empty_frame_comes_back_with_its_dtypes_and_still_merges(tmp_path: Path) -> None:
+    # An empty stage output (a source with no rows this month) must behave like any frame
+    # downstream: the aggregation outer-merges (category, customer) pairs of text columns.
+    area = StagingArea(tmp_path, "p", "2025-07", "run1")
+    text = pd.Series([], dtype="string")
+    empty = pd.DataFrame({"product_category": text, "customer_id": text, "n": pd.Series([], dtype="int64")})
+    area.write("pairs", empty)
+    back = area.read("pairs")
+    pd.testing.assert_frame_equal(back, empty)
+    pairs = back[["product_category", "customer_id"]].drop_duplicates()
+    merged = pairs.assign(now=True).merge(
+        pairs.assign(before=True), how="outer", on=["product_category", "customer_id"]
+    )
+    assert merged.empty and list(merged.columns) == ["product_category", "customer_id", "now", "before"]
