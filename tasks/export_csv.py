@@ -221,8 +221,8 @@ def _column_text(column: pd.Series) -> pa.Array | None:
     if pd.api.types.is_bool_dtype(dtype):
         return pc.if_else(pa.array(column, pa.bool_()), "True", "False").cast(pa.large_string())
     if pd.api.types.is_integer_dtype(dtype):
-        return pa.array(column, pa.int64()).cast(pa.large_string())
-    if pd.api.types.is_float_dtype(dtype):
+        return pa.array(column).cast(pa.large_string())
+    if dtype == np.float64 or isinstance(dtype, pd.Float64Dtype):  # float32 prints its own repr
         return _float_text(column.to_numpy(dtype="float64", na_value=np.nan))
     if isinstance(dtype, pd.StringDtype):
         return _quote_where_needed(_neutralised(pa.array(column, pa.large_string())))

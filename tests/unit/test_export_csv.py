@@ -253,3 +253,18 @@ def test_a_frame_with_an_object_column_takes_the_pandas_path() -> None:
     frame = pd.DataFrame({"day": [dt.date(2025, 7, 1), None], "n": [1, 2]})
     assert export_csv.csv_text_columns(frame) is None
     assert export_csv.render_csv(frame, ["day", "n"]) == b"day,n\n2025-07-01,1\n,2\n"
+
+
+def test_unsigned_and_narrow_numbers_are_written_as_pandas_writes_them() -> None:
+    import numpy as np
+
+    frame = pd.DataFrame(
+        {
+            "big": np.array([2**64 - 1, 0, 7], dtype=np.uint64),
+            "small": np.array([-3, 0, 5], dtype=np.int8),
+            "single": np.array([0.1, 1.0, np.nan], dtype=np.float32),  # float32 has its own repr
+            "name": pd.array(["a", "b", "c"], dtype="string"),
+        }
+    )
+    columns = list(frame.columns)
+    assert export_csv.render_csv(frame, columns) == export_csv.render_csv_pandas(frame, columns)
