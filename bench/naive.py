@@ -89,18 +89,11 @@ def history_in_pandas(transactions: pd.DataFrame, as_of: pd.Timestamp, statuses:
 
 def run(config_path: str, crm_url: str, token: str) -> dict[str, Any]:
     from tasks.config import RestSource
-    from tasks.delivery import quality_report
+    from tasks.delivery import csv_exports
     from tasks.export_csv import csv_name, render_csv_pandas
     from tasks.extract_api import fetch_records
     from tasks.run_context import RunContext
-    from tasks.settings import (
-        CUSTOMER_FIELDS,
-        CUSTOMER_PERFORMANCE_COLUMNS,
-        INTERACTION_FIELDS,
-        QUALITY_REPORT_COLUMNS,
-        REGIONAL_SUMMARY_COLUMNS,
-        TRANSACTION_FIELDS,
-    )
+    from tasks.settings import CUSTOMER_FIELDS, INTERACTION_FIELDS, TRANSACTION_FIELDS
     from tasks.stages import (
         aggregate_performance,
         apply_period_filter,
@@ -168,11 +161,7 @@ def run(config_path: str, crm_url: str, token: str) -> dict[str, Any]:
     export_rows = staged_rows(staging.folder, STAGE_ROWS["export"])
     with clock.stage("export", export_rows):
         context.output_dir.mkdir(parents=True, exist_ok=True)
-        for kind, frame, columns in (
-            ("customer_performance", staging.read("customer_performance"), CUSTOMER_PERFORMANCE_COLUMNS),
-            ("regional_summary", staging.read("regional_summary"), REGIONAL_SUMMARY_COLUMNS),
-            ("data_quality_report", quality_report(context), QUALITY_REPORT_COLUMNS),
-        ):
+        for kind, frame, columns in csv_exports(context):
             (context.output_dir / csv_name(kind, period.label)).write_bytes(render_csv_pandas(frame, columns))
     finished = time.time()
     sampler.stop()

@@ -110,15 +110,21 @@ def load_analytics(config_path: str, period: str, run_id: str) -> dict[str, obje
     return result
 
 
+def csv_exports(run: RunContext) -> list[tuple[str, pd.DataFrame, tuple[str, ...]]]:
+    """The CSVs of SPEC §8.3: (file kind, frame, columns), in the order they are sent."""
+    return [
+        ("customer_performance", run.staging.read("customer_performance"), CUSTOMER_PERFORMANCE_COLUMNS),
+        ("regional_summary", run.staging.read("regional_summary"), REGIONAL_SUMMARY_COLUMNS),
+        ("data_quality_report", quality_report(run), QUALITY_REPORT_COLUMNS),
+    ]
+
+
 @task(name="export-csv")
 def export_csvs(config_path: str, period: str, run_id: str) -> list[str]:
     run = RunContext.build(config_path, period, run_id)
-    out = run.output_dir
-    label = run.period.label
     paths = [
-        write_csv(run.staging.read("customer_performance"), out / csv_name("customer_performance", label), CUSTOMER_PERFORMANCE_COLUMNS),
-        write_csv(run.staging.read("regional_summary"), out / csv_name("regional_summary", label), REGIONAL_SUMMARY_COLUMNS),
-        write_csv(quality_report(run), out / csv_name("data_quality_report", label), QUALITY_REPORT_COLUMNS),
+        write_csv(frame, run.output_dir / csv_name(kind, run.period.label), columns)
+        for kind, frame, columns in csv_exports(run)
     ]
     get_run_logger().info("csv export: %s", ", ".join(str(p) for p in paths))
     return [str(p) for p in paths]

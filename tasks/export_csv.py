@@ -253,8 +253,8 @@ def _float_text(values: np.ndarray) -> pa.Array:
     return text
 
 
-# FORMULA_PREFIXES as one pattern: cells `neutralise_formulas` quotes
-_FORMULA_START = "^[=+\\-@\\t\\r\\n\\x00]"
+# FORMULA_PREFIXES as one pattern: the cells `neutralise_formulas` quotes
+_FORMULA_START = "^[" + "".join(re.escape(prefix) for prefix in FORMULA_PREFIXES) + "]"
 
 
 def _neutralised(text: pa.Array) -> pa.Array:
