@@ -7,12 +7,15 @@ history the metrics need reads only the counted orders' six columns (filter and 
 pushed down) and is folded per customer client-side (tasks/history.py).
 
 Types are settled on the way in, from the column types the database reports for the source
-(a zero-row probe): DECIMAL/NUMERIC money is cast to double in SQL (no per-row Decimal
-objects; the staging casts make it float64 anyway and the metrics sum integer cents), the
-session time zone is UTC so timestamptz and TIMESTAMP values arrive as UTC, naive DATETIME
-is taken as UTC, and MySQL date columns are read as text so that a zero date
-('0000-00-00 00:00:00') reaches the staging casts as its original text. Canonical datetime
-fields come out as datetime64[us, UTC] when every value converts, else as the source's text.
+(a zero-row probe): DECIMAL/NUMERIC money arrives as double (no per-row Decimal objects;
+the staging casts make it float64 anyway and the metrics sum integer cents), the session
+time zone is UTC so timestamptz and TIMESTAMP values arrive as UTC, naive DATETIME is taken
+as UTC, and MySQL date columns arrive as text so that a zero date ('0000-00-00 00:00:00')
+reaches the staging casts as its original text. Where the driver would convert, the query
+casts (to DOUBLE, to CHAR); MySQL's streaming reader receives the server's text of every
+value and parses it itself, so there the columns are read uncast (`read_expression`).
+Canonical datetime fields come out as datetime64[us, UTC] when every value converts, else
+as the source's text.
 
 The rows travel by the fastest reader the connection allows (tasks/sql_fastpath.py:
 PostgreSQL COPY, MySQL streaming cursor); every other database, and the fallback, is
@@ -33,7 +36,7 @@ from tasks.filter_sql import compile_filter
 from tasks.filtering import DIALECTS, Condition, FilterSpec
 from tasks.history import aggregate_history
 from tasks.settings import CANONICAL_DTYPES, FIELDS, REQUIRED_SOURCE_FIELDS
-from tasks.sql_fastpath import read_query, utc_session
+from tasks.sql_fastpath import read_query, streams_server_text, utc_session
 
 # Source column kinds, from the type code in the probe's cursor.description.
 # fmt: off
@@ -160,9 +163,15 @@ def relation_for(connection: sa.Connection, name: str, source: SqlSource) -> Sou
 
 
 def read_expression(
-    column: sa.ColumnElement, kind: str, family: str
+    column: sa.ColumnElement, kind: str, family: str, *, server_text: bool = False
 ) -> tuple[sa.ColumnElement, str]:
-    """What to SELECT for one column, and the kind of value that arrives."""
+    """What to SELECT for one column, and the kind of value that arrives.
+
+    `server_text`: the reader hands back the server's text of every value (MySQL's
+    streaming reader, tasks/sql_fastpath.streams_server_text). The casts below are for the
+    drivers' converters, so there the column is read as it is: a DECIMAL's text parses to
+    the same double as CAST(... AS DOUBLE), and a DATETIME's text is CAST(... AS CHAR)'s.
+    """
     if family == "postgresql":
         if kind == "decimal":
             return sa.cast(column, postgresql.DOUBLE_PRECISION()), "float"
@@ -172,21 +181,26 @@ def read_expression(
             return sa.cast(column, sa.Text()), "text"
     if family == "mysql":
         if kind == "decimal":
-            return sa.cast(column, mysql.DOUBLE(asdecimal=False)), "float"
+            return (column if server_text else sa.cast(column, mysql.DOUBLE(asdecimal=False))), "float"
         if kind == "datetime":  # text keeps '0000-00-00 00:00:00'; the driver would give None
-            return sa.cast(column, sa.CHAR()), "text"
+            return (column if server_text else sa.cast(column, sa.CHAR())), "text"
     return column, kind
 
 
 def extraction_query(
-    relation: SourceRelation, where: sa.ColumnElement[bool] | None, family: str
+    relation: SourceRelation,
+    where: sa.ColumnElement[bool] | None,
+    family: str,
+    *,
+    server_text: bool = False,
 ) -> tuple[sa.Select, dict[str, str]]:
     """SELECT of the mapped fields (cast as `read_expression` says) and their arriving kinds."""
     expressions: list[sa.ColumnElement] = []
     kinds: dict[str, str] = {}
     for canonical in relation.columns:
         expression, kinds[canonical] = read_expression(
-            relation.column(canonical), relation.kinds.get(canonical, "any"), family
+            relation.column(canonical), relation.kinds.get(canonical, "any"), family,
+            server_text=server_text,
         )
         expressions.append(expression.label(canonical))
     query = sa.select(*expressions).select_from(relation.selectable)
@@ -253,7 +267,8 @@ def extract_table(
                 extra_windows=extra_windows or [],
                 event_time=event_time,
             )
-            query, kinds = extraction_query(relation, where, family)
+            server_text = fast_path and streams_server_text(connection)
+            query, kinds = extraction_query(relation, where, family, server_text=server_text)
             datetimes = [f for f in kinds if CANONICAL_DTYPES[name].get(f) == "datetime"]
             return read_query(
                 connection,
@@ -288,6 +303,7 @@ def history_query(
     timezone: str,
     as_of: pd.Timestamp,
     revenue_statuses: list[str],
+    server_text: bool = False,
 ) -> tuple[sa.Select, dict[str, str]]:
     """The orders the lifetime history counts, one row each (transaction_id, customer_id,
     currency, order_date, amount, net_cents), with
@@ -305,7 +321,10 @@ def history_query(
     count once, and the DISTINCT that needs in SQL, over most of the table, outgrows
     MariaDB's default in-memory temporary table (16 MB) and spills to disk: at 1 M
     transactions it took 10-15 s of the extract's 17 s; reading the rows and folding them
-    in pandas takes a few seconds (bench/README.md).
+    in pandas takes a few seconds (bench/README.md). Aggregating in memory was no better:
+    with 256 MB temporary tables the same GROUP BY took 7.9 s at S = 100 k.
+
+    `server_text` as in `read_expression`; net_cents then arrives as the DECIMAL's text.
     """
     family = DIALECTS.get(dialect, dialect)
     columns = {name: relation.column(name) for name in relation.columns}
@@ -329,7 +348,7 @@ def history_query(
     net_cents = sa.func.round(columns["amount"] * 100) - sa.func.round(discount * 100)
     if family == "postgresql":  # whole cents, exact in a double below 2**53: no Decimal objects
         net_cents = sa.cast(net_cents, postgresql.DOUBLE_PRECISION())
-    elif family == "mysql":
+    elif family == "mysql" and not server_text:
         net_cents = sa.cast(net_cents, mysql.DOUBLE(asdecimal=False))
     expressions: list[sa.ColumnElement] = []
     kinds: dict[str, str] = {}
@@ -338,7 +357,7 @@ def history_query(
             expression, kinds[name] = sa.literal(None, sa.String()), "text"
         else:
             expression, kinds[name] = read_expression(
-                columns[name], relation.kinds.get(name, "any"), family
+                columns[name], relation.kinds.get(name, "any"), family, server_text=server_text
             )
         expressions.append(expression.label(name))
     expressions.append(net_cents.label("net_cents"))
@@ -368,6 +387,7 @@ def extract_history(
                 timezone=timezone,
                 as_of=as_of,
                 revenue_statuses=revenue_statuses,
+                server_text=fast_path and streams_server_text(connection),
             )
             orders = read_query(
                 connection,

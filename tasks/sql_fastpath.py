@@ -331,6 +331,23 @@ def utc_datetime_columns(frame: pd.DataFrame, fields: Sequence[str]) -> pd.DataF
     return frame
 
 
+def streams_server_text(connection: sa.Connection) -> bool:
+    """Whether `read_query` reads this connection with the MySQL streaming reader, which
+    hands back every value as the text the server sent.
+
+    Then a query need not cast for the driver's sake (DECIMAL to DOUBLE so that no Decimal
+    objects are built, DATETIME to CHAR so that a zero date is not turned into None): the
+    text is the same either way, and the casts cost MariaDB time on every row: at
+    S = 100 k the history's 895 k rows read in 1.75 s instead of 2.61 s, the month's 177 k
+    in 0.85 s instead of 1.03 s (medians of 4, identical frames).
+    """
+    dialect = connection.dialect
+    if dialect.name not in ("mysql", "mariadb") or dialect.driver != "mysqldb":
+        return False
+    charset = connection.connection.dbapi_connection.character_set_name()
+    return str(charset).lower() in UTF8_NAMES
+
+
 def _fast_table(
     connection: sa.Connection, query: sa.Select, names: list[str], chunk_rows: int
 ) -> pa.Table | None:
@@ -340,8 +357,10 @@ def _fast_table(
     try:
         if dialect.name == "postgresql" and dialect.driver == "psycopg2":
             return copy_postgres(raw, query, dialect, names)
-        if dialect.name in ("mysql", "mariadb") and dialect.driver == "mysqldb":
+        if streams_server_text(connection):
             return stream_mysql(raw, query, dialect, names, chunk_rows)
+        if dialect.name in ("mysql", "mariadb") and dialect.driver == "mysqldb":
+            log.info("generic SQL reader: connection charset is not UTF-8")
     except FastPathUnavailable as reason:
         log.info("generic SQL reader: %s", reason)
     except Exception:
