@@ -371,6 +371,87 @@ def test_mariadb_zero_dates_reach_staging_as_text(mysql_url):
     assert history["last_order_at"].iloc[0] == pd.Timestamp("2025-07-10 12:00:00", tz="UTC")
 
 
+def _indexed_sales(engine: sa.Engine, days: list[str], *, primary_key: bool = True) -> None:
+    """transactions with an index on order_date; ids in insertion order, dates not."""
+    key = "id INT AUTO_INCREMENT PRIMARY KEY" if primary_key else "id INT NOT NULL"
+    with engine.begin() as c:
+        c.execute(sa.text("DROP TABLE IF EXISTS transactions"))
+        c.execute(
+            sa.text(
+                f"CREATE TABLE transactions ({key}, transaction_id VARCHAR(10), customer_id "
+                "VARCHAR(10), order_date DATETIME, amount DECIMAL(12,2), status VARCHAR(20),"
+                " INDEX by_order_date (order_date))"
+            )
+        )
+        rows = [
+            {"id": i + 1, "t": f"T{i % 7}" if i % 5 == 0 else f"T{i}", "d": day, "a": i + 0.25}
+            for i, day in enumerate(days)
+        ]
+        c.execute(
+            sa.text(
+                "INSERT INTO transactions (id, transaction_id, customer_id, order_date, amount,"
+                " status) VALUES (:id, :t, 'C1', :d, :a, 'completed')"
+            ),
+            rows,
+        )
+        c.execute(sa.text("ANALYZE TABLE transactions"))
+
+
+def _read_july(engine: sa.Engine, url: str, monkeypatch, statements: list[str]) -> pd.DataFrame:
+    stream_mysql = sql_fastpath.stream_mysql
+
+    def recording_stream(raw, query, dialect, *args):
+        statements.append(sql_fastpath.bound_statement(query, dialect)[0])
+        return stream_mysql(raw, query, dialect, *args)
+
+    monkeypatch.setattr(sql_fastpath, "stream_mysql", recording_stream)
+    config = source(url, "transactions")
+    return extract_table(engine, "transactions", config, period_spec=JULY, event_time="order_date")
+
+
+def test_mariadb_reads_a_small_period_through_the_event_time_index(mysql_url, monkeypatch):
+    """Forced index when the period is a small share of the table, rows in primary-key order
+    as a full scan gives them (so the first of two copies stays the first); the same rows
+    as without the hint. A period that is most of the table, or a table without a primary
+    key, is read without it."""
+    import tasks.extract_sql as extract_sql
+
+    engine = sa.create_engine(mysql_url)
+    # 400 older orders, 40 in July; dates descend with the id, so index order != id order.
+    history = [f"2024-{1 + i % 12:02d}-{1 + i % 28:02d} 10:00:00" for i in range(400)]
+    july = [f"2025-07-{28 - i % 28:02d} {i % 24:02d}:00:00" for i in range(40)]
+    _indexed_sales(engine, [d for pair in zip(history[:40], july, strict=True) for d in pair]
+                   + history[40:])
+    statements: list[str] = []
+    hinted = _read_july(engine, mysql_url, monkeypatch, statements)
+    monkeypatch.setattr(extract_sql, "INDEX_RANGE_MAX_SHARE", 0)  # never the index
+    scanned = _read_july(engine, mysql_url, monkeypatch, statements)
+    assert "FORCE INDEX (by_order_date)" in statements[0] and "ORDER BY" in statements[0]
+    assert "FORCE INDEX" not in statements[1]
+    assert len(hinted) == 40
+    # The same rows. (Unhinted, MariaDB picks the index itself for a table this small and
+    # returns index order: only the hinted read's order is fixed, asserted below.)
+    order = ["transaction_id", "order_date"]
+    pd.testing.assert_frame_equal(
+        hinted.sort_values(order).reset_index(drop=True),
+        scanned.sort_values(order).reset_index(drop=True),
+    )
+    # July rows are the odd insertions (ids 2, 4, ...), their dates descending: id order.
+    assert hinted["transaction_id"].tolist() == [
+        f"T{i % 7}" if i % 5 == 0 else f"T{i}" for i in range(1, 80, 2)
+    ]
+    monkeypatch.undo()
+
+    statements.clear()
+    _indexed_sales(engine, july)  # the period is the whole table
+    assert len(_read_july(engine, mysql_url, monkeypatch, statements)) == 40
+    _indexed_sales(engine, [d for pair in zip(history[:40], july, strict=True) for d in pair]
+                   + history[40:], primary_key=False)
+    assert len(_read_july(engine, mysql_url, monkeypatch, statements)) == 40
+    assert not any("FORCE INDEX" in s for s in statements)
+    engine.dispose()
+
+
 def test_sqlite_history_skips_garbled_dates(tmp_path: Path):
     """A garbled latest order must not blank the customer's last order (it would be dropped)."""
     url = f"sqlite:///{tmp_path / 'sales.db'}"
