@@ -11,6 +11,10 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export GX_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
+# The throwaway API server Prefect starts for a run without PREFECT_API_URL must answer
+# within 20 s by default; on a loaded 2-vCPU box it once took longer and `make run` failed
+# before any data moved (seen 2026-11-26; the benchmark already allows 600 s).
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 .PHONY: setup system-deps run check test test-fast lint rerun bench clean help
 

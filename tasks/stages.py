@@ -65,6 +65,7 @@ def apply_period_filter(config_path: str, period: str, run_id: str) -> dict[str,
         if event_time is None:  # a dimension: every row, whatever its dates
             staging.write(f"stg_{source}", stg)
             counts[source] = {"extracted": len(stg), "in_period": len(stg), "event_time_missing": 0}
+            publish_preview("filter-period", f"stg-{source}", stg, counts[source])
             continue
         missing = stg[event_time].isna() & ~dated_in_another_month(stg, event_time, str(run.period))
         quarantined.append(
@@ -72,7 +73,8 @@ def apply_period_filter(config_path: str, period: str, run_id: str) -> dict[str,
         )
         dated = stg[stg[event_time].notna()]
         in_period = filter_mask(dated, period_spec(config, source, run.period), config.timezone)
-        staging.write(f"stg_{source}", dated[in_period])
+        kept = dated[in_period]
+        staging.write(f"stg_{source}", kept)
         source_counts = {
             "extracted": len(stg),
             "in_period": int(in_period.sum()),
@@ -89,12 +91,14 @@ def apply_period_filter(config_path: str, period: str, run_id: str) -> dict[str,
             source_counts.get(k, 0) for k in ("in_period", "event_time_missing", "previous_period")
         )
         counts[source] = source_counts
+        # From the frame in hand: reading the staged file back only to show 10 rows cost a
+        # whole read per source.
+        publish_preview("filter-period", f"stg-{source}", kept, source_counts)
+        del kept
     staging.write("stg_history", normalize_history(staging.read("history")))
     quarantine = pd.concat(quarantined, ignore_index=True)
     staging.write("quarantine_filter", quarantine)
     staging.write_json("filter_counts", counts)
-    for source in SOURCES:
-        publish_preview("filter-period", f"stg-{source}", staging.read(f"stg_{source}"), counts[source])
     rows_in = sum(c["extracted"] for c in counts.values())
     rows_out = sum(c["in_period"] for c in counts.values())
     _log_stage("filter_period", rows_in, rows_out, len(quarantine), started)
