@@ -308,8 +308,17 @@ def with_event_time_index(
     schema, _, table = table_name.rpartition(".")
     inspector = sa.inspect(connection)
     try:
-        indexes = inspector.get_indexes(table, schema=schema or None)
+        names = [
+            index["name"] for index in inspector.get_indexes(table, schema=schema or None)
+            if index["name"]
+            and str((index.get("column_names") or [""])[0]).lower() == column.lower()
+        ]
+        if not names:
+            return query
         primary_key = inspector.get_pk_constraint(table, schema=schema or None)
+        key_columns = primary_key.get("constrained_columns") or []
+        if not key_columns:
+            return query
         table_rows = connection.execute(
             sa.text(
                 "SELECT table_rows FROM information_schema.tables"
@@ -317,14 +326,13 @@ def with_event_time_index(
             ),
             {"schema": schema or None, "table": table},
         ).scalar()
-    except sa.exc.SQLAlchemyError:
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise  # a lost connection is for the retry policy to judge, not a reason to scan
         return query
-    names = [
-        index["name"] for index in indexes
-        if index["name"] and str((index.get("column_names") or [""])[0]).lower() == column.lower()
-    ]
-    key_columns = primary_key.get("constrained_columns") or []
-    if not names or not key_columns or not table_rows:
+    except sa.exc.SQLAlchemyError:  # nothing to inspect (a view, say): read as it is
+        return query
+    if not table_rows:
         return query
     preparer = connection.dialect.identifier_preparer
     hint = f"FORCE INDEX ({preparer.quote(names[0])})"

@@ -452,6 +452,33 @@ def test_mariadb_reads_a_small_period_through_the_event_time_index(mysql_url, mo
     engine.dispose()
 
 
+def test_a_connection_lost_while_choosing_the_index_is_raised_not_swallowed(
+    mysql_url, monkeypatch
+):
+    """Choosing the index must not hide a lost connection (the retry policy judges it; once
+    it fell back to a scan on a dead session and failed with PendingRollbackError), while
+    any other inspection error only means: read without the hint."""
+    import MySQLdb
+
+    engine = sa.create_engine(mysql_url)
+    _indexed_sales(engine, [f"2024-{1 + i % 12:02d}-01 10:00:00" for i in range(40)])
+
+    def failing(invalidated: bool):
+        def get_indexes(self, *args, **kwargs):
+            raise sa.exc.OperationalError(
+                "SHOW CREATE TABLE", {}, MySQLdb.OperationalError(2013, "Lost connection"),
+                connection_invalidated=invalidated,
+            )
+        return get_indexes
+
+    monkeypatch.setattr(sa.engine.reflection.Inspector, "get_indexes", failing(True))
+    with pytest.raises(sa.exc.OperationalError, match="Lost connection"):
+        _read_july(engine, mysql_url, monkeypatch, [])
+    monkeypatch.setattr(sa.engine.reflection.Inspector, "get_indexes", failing(False))
+    assert len(_read_july(engine, mysql_url, monkeypatch, [])) == 0  # no July rows here
+    engine.dispose()
+
+
 def test_sqlite_history_skips_garbled_dates(tmp_path: Path):
     """A garbled latest order must not blank the customer's last order (it would be dropped)."""
     url = f"sqlite:///{tmp_path / 'sales.db'}"
