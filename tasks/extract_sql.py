@@ -35,6 +35,7 @@ from tasks.config import SqlSource
 from tasks.filter_sql import compile_filter
 from tasks.filtering import DIALECTS, Condition, FilterSpec
 from tasks.history import aggregate_history
+from tasks.mysql_index import with_event_time_index
 from tasks.settings import CANONICAL_DTYPES, FIELDS, REQUIRED_SOURCE_FIELDS
 from tasks.sql_fastpath import read_query, streams_server_text, utc_session
 
@@ -59,11 +60,6 @@ MYSQL_FIRST_VALID_TIME = "1000-01-01 00:00:00"
 # The first whole day datetime64[ns] can hold: older order dates (year 1, say) cannot be
 # placed in time by the staging casts, so the history leaves them out as it does garbage.
 EARLIEST_ORDER_DATE = "1677-09-22"
-# MariaDB scans the whole table for a period's rows even with an index on the event time
-# (S = 100 k: two months are 18% of the table; it estimated 35%): reading them through the
-# index in primary-key order took 0.64 s against the scan's 1.2 s. For 85% of the table the
-# index was 2x slower than the scan, so it is used below this share only.
-INDEX_RANGE_MAX_SHARE = 0.25
 ISO_TIME_PATTERN = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?"
     r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$"
@@ -276,7 +272,8 @@ def extract_table(
             query, kinds = extraction_query(relation, where, family, server_text=server_text)
             if family == "mysql" and where is not None and event_time and source.table:
                 query = with_event_time_index(
-                    connection, query, relation, source.table, relation.columns[event_time]
+                    connection, query, relation.selectable, source.table,
+                    relation.columns[event_time],
                 )
             datetimes = [f for f in kinds if CANONICAL_DTYPES[name].get(f) == "datetime"]
             return read_query(
@@ -287,68 +284,6 @@ def extract_table(
                 chunk_rows=source.chunk_rows,
                 fast_path=fast_path,
             )
-
-
-def with_event_time_index(
-    connection: sa.Connection,
-    query: sa.Select,
-    relation: SourceRelation,
-    table_name: str,
-    column: str,
-) -> sa.Select:
-    """`query` read through an index that starts with the event-time column, in primary-key
-    order, where the period's rows are under INDEX_RANGE_MAX_SHARE of the table; else
-    `query` as it was (no such index, no primary key, or a large share).
-
-    The share is counted exactly on the index (a covering count, stopped at the cap: 0.06 s
-    for 177 k of 1 M rows); the optimizer's own estimate was off by 2x either way. The
-    ORDER BY keeps the order a full scan returns (InnoDB's clustered primary key), so the
-    rows, and which of two copies of a transaction is "first", do not depend on the plan.
-    """
-    schema, _, table = table_name.rpartition(".")
-    inspector = sa.inspect(connection)
-    try:
-        names = [
-            index["name"] for index in inspector.get_indexes(table, schema=schema or None)
-            if index["name"]
-            and str((index.get("column_names") or [""])[0]).lower() == column.lower()
-        ]
-        if not names:
-            return query
-        primary_key = inspector.get_pk_constraint(table, schema=schema or None)
-        key_columns = primary_key.get("constrained_columns") or []
-        if not key_columns:
-            return query
-        table_rows = connection.execute(
-            sa.text(
-                "SELECT table_rows FROM information_schema.tables"
-                " WHERE table_schema = COALESCE(:schema, DATABASE()) AND table_name = :table"
-            ),
-            {"schema": schema or None, "table": table},
-        ).scalar()
-    except sa.exc.DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise  # a lost connection is for the retry policy to judge, not a reason to scan
-        return query
-    except sa.exc.SQLAlchemyError:  # nothing to inspect (a view, say): read as it is
-        return query
-    if not table_rows:
-        return query
-    preparer = connection.dialect.identifier_preparer
-    hint = f"FORCE INDEX ({preparer.quote(names[0])})"
-    dialect_name = connection.dialect.name
-    cap = int(INDEX_RANGE_MAX_SHARE * table_rows) + 1
-    in_range = (
-        sa.select(sa.literal(1)).select_from(relation.selectable)
-        .where(query.whereclause).with_hint(relation.selectable, hint, dialect_name=dialect_name)
-        .limit(cap).subquery("period_rows")
-    )
-    counted = connection.execute(sa.select(sa.func.count()).select_from(in_range)).scalar_one()
-    if counted >= cap:
-        return query
-    table_text = preparer.format_table(relation.selectable)  # type: ignore[arg-type]
-    order = [sa.literal_column(f"{table_text}.{preparer.quote(name)}") for name in key_columns]
-    return query.with_hint(relation.selectable, hint, dialect_name=dialect_name).order_by(*order)
 
 
 def _parseable_time(

@@ -414,7 +414,7 @@ def test_mariadb_reads_a_small_period_through_the_event_time_index(mysql_url, mo
     as a full scan gives them (so the first of two copies stays the first); the same rows
     as without the hint. A period that is most of the table, or a table without a primary
     key, is read without it."""
-    import tasks.extract_sql as extract_sql
+    import tasks.mysql_index as mysql_index
 
     engine = sa.create_engine(mysql_url)
     # 400 older orders, 40 in July; dates descend with the id, so index order != id order.
@@ -424,7 +424,7 @@ def test_mariadb_reads_a_small_period_through_the_event_time_index(mysql_url, mo
                    + history[40:])
     statements: list[str] = []
     hinted = _read_july(engine, mysql_url, monkeypatch, statements)
-    monkeypatch.setattr(extract_sql, "INDEX_RANGE_MAX_SHARE", 0)  # never the index
+    monkeypatch.setattr(mysql_index, "INDEX_RANGE_MAX_SHARE", 0)  # never the index
     scanned = _read_july(engine, mysql_url, monkeypatch, statements)
     assert "FORCE INDEX (by_order_date)" in statements[0] and "ORDER BY" in statements[0]
     assert "FORCE INDEX" not in statements[1]
