@@ -7,6 +7,7 @@ rerun on its own from the staged inputs of the same run:
 from __future__ import annotations
 
 from prefect import flow
+from prefect.futures import wait
 
 from tasks.delivery import build_dashboard, email_report, export_csvs, load_analytics, push_bi
 from tasks.stages import (
@@ -43,9 +44,18 @@ def aggregate(config_path: str, period: str, run_id: str) -> dict:
 
 @flow(name="deliver", persist_result=True)
 def deliver(config_path: str, period: str, run_id: str) -> dict:
-    """Seed destinations: analytics DB, then CSVs, dashboard and BI push, then the e-mail last."""
-    loaded = load_analytics(config_path, period, run_id)
-    files = export_csvs(config_path, period, run_id)
+    """Seed destinations: the analytics DB and the CSVs at once, then the dashboard and BI
+    push, then the e-mail last (only once both the load and the CSVs have succeeded).
+
+    The load and the export read the same staged frames and write to different places, so
+    they run side by side: the load waits on PostgreSQL while the export formats text. A
+    failed load still fails this sub-flow after the CSVs are written; nothing is mailed, and
+    the rerun rewrites them.
+    """
+    loading = load_analytics.submit(config_path, period, run_id)
+    exporting = export_csvs.submit(config_path, period, run_id)
+    wait([loading, exporting])  # neither left running when the other one failed
+    loaded, files = loading.result(), exporting.result()
     dashboard = build_dashboard(config_path, period, run_id)
     bi = push_bi(config_path, period, run_id)
     email = email_report(config_path, period, run_id, files)
