@@ -170,3 +170,46 @@ def test_known_good_metrics_pass_every_rule() -> None:
     assert report.loc[~report["success"], "rule"].tolist() == []
     assert len(report) == len(load_suite("customer_performance").expectations)
     assert set(report["source"]) == {"customer_performance"}
+
+
+def _email_regex() -> str:
+    suite = json.loads((EXPECTATIONS_DIR / "customers.json").read_text())
+    (rule,) = [e for e in suite["expectations"] if e["meta"]["rule"] == "email_format"]
+    return rule["kwargs"]["regex"]
+
+
+def test_email_format_spells_out_exactly_pythons_whitespace() -> None:
+    """The local part's class lists \\s by hand (so pandas can run it in Arrow): it must
+    reject exactly what Python's \\s matches, no more, no less, over every code point."""
+    import re
+    import sys
+
+    local_class = re.match(r"\^\[\^@(.*?)\]\+@", _email_regex())
+    assert local_class is not None
+    spelled_out = re.compile(f"[{local_class.group(1)}]")
+    python_space = re.compile(r"\s")
+    differ = [
+        hex(code) for code in range(sys.maxunicode + 1)
+        if bool(spelled_out.fullmatch(chr(code))) != bool(python_space.fullmatch(chr(code)))
+    ]
+    assert differ == []
+
+
+def test_email_format_judges_like_the_python_pattern_through_arrow() -> None:
+    """pandas (Arrow RE2) with the suite's pattern == Python's re with the plain \\s one."""
+    import re
+    import sys
+
+    plain = re.compile(
+        r"^[^@\s]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.[A-Za-z]{2,}$"
+    )
+    spaces = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace() and chr(c) != "\n"]
+    emails = [f"a{s}b@example.com" for s in [*spaces, "\u200b", "é", "+", "_"]] + [
+        "ada@example.com", "bo.b+news@mail.example.org", "not-an-email", "a@b", "@example.com",
+        "a@@example.com", "a@-example.com", "a@example.c", "ünï@example.com",
+    ]
+    expected = [plain.search(e) is not None for e in emails]
+    through_arrow = pd.Series(emails, dtype="str").str.contains(_email_regex()).tolist()
+    assert through_arrow == expected
+    assert sum(expected) == 7  # four harmless characters, two valid addresses, one non-ASCII local part
