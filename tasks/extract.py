@@ -21,9 +21,8 @@ from prefect.tasks import exponential_backoff
 from tasks.config import PipelineConfig, RestSource, SqlSource
 from tasks.connections import describe, engine_for
 from tasks.extract_api import fetch_records
-from tasks.extract_sql import extract_table, read_history_orders
+from tasks.extract_sql import extract_history, extract_table
 from tasks.filtering import Condition, FilterSpec, rename_fields, substitute
-from tasks.history import aggregate_history
 from tasks.period import Period
 from tasks.retry import retry_on_transient
 from tasks.run_context import RunContext
@@ -99,14 +98,12 @@ def _extract_sql(
         if source_name != "transactions":
             yield f"raw_{source_name}", read_rows()
             return
-        # The lifetime history's orders are read on a second connection while the month's
-        # rows are read on the first: each database query runs while this process parses
-        # the other (S = 100 k: 2.2-2.5 s together against 2.7-3.0 s one after the other).
-        # They are folded only once the month's rows are staged and freed: at S = 10⁶ the
-        # fold's hash tables (~0.6 GB) on top of the month's frame made the extract's peak.
+        # The lifetime history is read on a second connection while the month's rows are
+        # read on the first: each database query runs while this process parses the other
+        # (S = 100 k: 2.2-2.5 s together against 2.7-3.0 s one after the other).
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract-history") as pool:
-            orders = pool.submit(
-                read_history_orders,
+            history = pool.submit(
+                extract_history,
                 engine,
                 source,
                 timezone=config.timezone,
@@ -114,7 +111,7 @@ def _extract_sql(
                 revenue_statuses=config.metrics.revenue_statuses,
             )
             yield f"raw_{source_name}", read_rows()
-            yield "history", aggregate_history(orders.result())
+            yield "history", history.result()
     finally:
         engine.dispose()
 

@@ -383,24 +383,6 @@ def extract_history(
 ) -> pd.DataFrame:
     """The lifetime history per (customer, currency): customer_id, currency,
     first_order_at, last_order_at, net_amount (exact whole cents / 100), order_count."""
-    return aggregate_history(
-        read_history_orders(
-            engine, source, timezone=timezone, as_of=as_of,
-            revenue_statuses=revenue_statuses, fast_path=fast_path,
-        )
-    )
-
-
-def read_history_orders(
-    engine: sa.Engine,
-    source: SqlSource,
-    *,
-    timezone: str,
-    as_of: pd.Timestamp,
-    revenue_statuses: list[str],
-    fast_path: bool = True,
-) -> pd.DataFrame:
-    """The counted orders `history_query` selects, one row each, not yet folded."""
     with engine.connect() as connection:
         family = dialect_family(connection.dialect)
         with utc_session(connection, family):
@@ -421,4 +403,4 @@ def read_history_orders(
                 chunk_rows=source.chunk_rows,
                 fast_path=fast_path,
             )
-    return orders
+    return aggregate_history(orders)
