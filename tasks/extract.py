@@ -21,7 +21,8 @@ from prefect.tasks import exponential_backoff
 from tasks.config import PipelineConfig, RestSource, SqlSource
 from tasks.connections import describe, engine_for
 from tasks.extract_api import fetch_records
-from tasks.extract_sql import extract_history, extract_table
+from tasks.extract_history import extract_history
+from tasks.extract_sql import extract_table
 from tasks.filtering import Condition, FilterSpec, rename_fields, substitute
 from tasks.period import Period
 from tasks.retry import retry_on_transient

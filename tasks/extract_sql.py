@@ -3,8 +3,8 @@
 What it promises (SPEC §3): only the needed columns are read; the period filter is pushed
 into the WHERE clause with bound parameters (identifiers come from validated config, values
 are never formatted into SQL); a table or a user query is mapped onto canonical names; the
-history the metrics need reads only the counted orders' six columns (filter and projection
-pushed down) and is folded per customer client-side (tasks/history.py).
+lifetime history the metrics need is read by tasks/extract_history.py on the same relation
+and readers.
 
 Types are settled on the way in, from the column types the database reports for the source
 (a zero-row probe): DECIMAL/NUMERIC money arrives as double (no per-row Decimal objects;
@@ -33,8 +33,7 @@ from sqlalchemy.dialects import mysql, postgresql
 
 from tasks.config import SqlSource
 from tasks.filter_sql import compile_filter
-from tasks.filtering import DIALECTS, Condition, FilterSpec
-from tasks.history import aggregate_history
+from tasks.filtering import DIALECTS, FilterSpec
 from tasks.mysql_index import with_event_time_index
 from tasks.settings import CANONICAL_DTYPES, FIELDS, REQUIRED_SOURCE_FIELDS
 from tasks.sql_fastpath import read_query, streams_server_text, utc_session
@@ -57,13 +56,6 @@ MYSQL_SCHEMA_CODES = {1146, 1054, 1049}
 SQLITE_SCHEMA_PREFIXES = ("no such table", "no such column")
 # MySQL's documented DATETIME range starts here; anything below is a zero or invalid date.
 MYSQL_FIRST_VALID_TIME = "1000-01-01 00:00:00"
-# The first whole day datetime64[ns] can hold: older order dates (year 1, say) cannot be
-# placed in time by the staging casts, so the history leaves them out as it does garbage.
-EARLIEST_ORDER_DATE = "1677-09-22"
-ISO_TIME_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?"
-    r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$"
-)
 
 
 class SourceSchemaError(ValueError):
@@ -284,123 +276,3 @@ def extract_table(
                 chunk_rows=source.chunk_rows,
                 fast_path=fast_path,
             )
-
-
-def _parseable_time(
-    column: sa.ColumnElement, family: str, kind: str
-) -> sa.ColumnElement[bool] | None:
-    """Text event times that parse as a date ('2025-07-3x' does not): SQLite's text and a
-    MySQL text column. Typed columns hold only dates; the lower bound is the caller's."""
-    if family == "sqlite":
-        return sa.func.datetime(column).is_not(None)
-    if family == "mysql" and kind != "datetime":
-        # The pattern rejects garbage that CAST would read leniently ('2025-07-3x' as July 3);
-        # CAST rejects impossible dates the pattern lets through ('2025-02-30').
-        return sa.and_(
-            column.regexp_match(ISO_TIME_PATTERN), sa.cast(column, sa.DateTime()).is_not(None)
-        )
-    return None
-
-
-def history_query(
-    relation: SourceRelation,
-    *,
-    dialect: str,
-    timezone: str,
-    as_of: pd.Timestamp,
-    revenue_statuses: list[str],
-    server_text: bool = False,
-) -> tuple[sa.Select, dict[str, str]]:
-    """The orders the lifetime history counts, one row each (transaction_id, customer_id,
-    currency, order_date, amount, net_cents), with
-    the kind of each output column (for the reader); `tasks.history` folds them.
-
-    The filter and the projection are pushed down, so a month's run reads six columns of
-    the counted orders, never every column of every row: completed orders before as_of with
-    a positive amount; orders whose time the pipeline cannot place (garbled text, a zero
-    date, year 1) are left out, as the staging casts leave them out of the period (and
-    report them there). Each row's money is whole cents, round(amount × 100) minus
-    round(discount × 100) as tasks/money.py does, computed by the database: exact on
-    every database, where a float sum of REAL amounts would drift.
-
-    Why the rows and not a GROUP BY: exact duplicate rows (a re-ingested transaction) must
-    count once, and the DISTINCT that needs in SQL, over most of the table, outgrows
-    MariaDB's default in-memory temporary table (16 MB) and spills to disk: at 1 M
-    transactions it took 10-15 s of the extract's 17 s; reading the rows and folding them
-    in pandas takes a few seconds (bench/README.md). Aggregating in memory was no better:
-    with 256 MB temporary tables the same GROUP BY took 7.9 s at S = 100 k.
-
-    `server_text` as in `read_expression`; net_cents then arrives as the DECIMAL's text.
-    """
-    family = DIALECTS.get(dialect, dialect)
-    columns = {name: relation.column(name) for name in relation.columns}
-    spec = FilterSpec(
-        conditions=[
-            Condition(field="order_date", operator="less_than", value=as_of.isoformat()),
-            Condition(field="order_date", operator="greater_equal", value=EARLIEST_ORDER_DATE),
-            Condition(field="status", operator="in", value=revenue_statuses),
-            Condition(field="amount", operator="greater_than", value=0),
-        ],
-        caseSensitive=False,
-        nullHandling="exclude",
-    )
-    where = compile_filter(spec, columns, dialect, timezone)
-    valid = _parseable_time(columns["order_date"], family, relation.kinds.get("order_date", "any"))
-    discount = (
-        sa.func.coalesce(columns["discount_applied"], 0)
-        if "discount_applied" in columns
-        else sa.literal(0)
-    )
-    net_cents = sa.func.round(columns["amount"] * 100) - sa.func.round(discount * 100)
-    if family == "postgresql":  # whole cents, exact in a double below 2**53: no Decimal objects
-        net_cents = sa.cast(net_cents, postgresql.DOUBLE_PRECISION())
-    elif family == "mysql" and not server_text:
-        net_cents = sa.cast(net_cents, mysql.DOUBLE(asdecimal=False))
-    expressions: list[sa.ColumnElement] = []
-    kinds: dict[str, str] = {}
-    for name in ("transaction_id", "customer_id", "currency", "order_date", "amount"):
-        if name not in columns:  # only currency is optional here (REQUIRED_SOURCE_FIELDS)
-            expression, kinds[name] = sa.literal(None, sa.String()), "text"
-        else:
-            expression, kinds[name] = read_expression(
-                columns[name], relation.kinds.get(name, "any"), family, server_text=server_text
-            )
-        expressions.append(expression.label(name))
-    expressions.append(net_cents.label("net_cents"))
-    kinds["net_cents"] = "float"
-    query = sa.select(*expressions).select_from(relation.selectable)
-    return query.where(where if valid is None else sa.and_(where, valid)), kinds
-
-
-def extract_history(
-    engine: sa.Engine,
-    source: SqlSource,
-    *,
-    timezone: str,
-    as_of: pd.Timestamp,
-    revenue_statuses: list[str],
-    fast_path: bool = True,
-) -> pd.DataFrame:
-    """The lifetime history per (customer, currency): customer_id, currency,
-    first_order_at, last_order_at, net_amount (exact whole cents / 100), order_count."""
-    with engine.connect() as connection:
-        family = dialect_family(connection.dialect)
-        with utc_session(connection, family):
-            relation = relation_for(connection, "transactions", source)
-            query, kinds = history_query(
-                relation,
-                dialect=connection.dialect.name,
-                timezone=timezone,
-                as_of=as_of,
-                revenue_statuses=revenue_statuses,
-                server_text=fast_path and streams_server_text(connection),
-            )
-            orders = read_query(
-                connection,
-                query,
-                kinds,
-                datetimes=["order_date"],
-                chunk_rows=source.chunk_rows,
-                fast_path=fast_path,
-            )
-    return aggregate_history(orders)

@@ -1,6 +1,6 @@
 """The lifetime history per (customer, currency), folded from the counted orders.
 
-The extract reads the orders the history counts (tasks/extract_sql.history_query: the
+The extract reads the orders the history counts (tasks/extract_history.history_query: the
 filter and projection pushed down, each row's net money as whole cents); this module is
 the pure half: exact duplicate rows (a transaction ingested twice) count once, then each
 (customer, currency) gets its first and last order time, its net amount and its order

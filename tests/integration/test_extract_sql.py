@@ -24,7 +24,8 @@ import sqlalchemy as sa
 import tasks.sql_fastpath as sql_fastpath
 from demo.generate import generate_frames
 from tasks.config import SqlSource
-from tasks.extract_sql import SourceSchemaError, extract_history, extract_table
+from tasks.extract_history import extract_history
+from tasks.extract_sql import SourceSchemaError, extract_table
 from tasks.filtering import Condition, FilterSpec
 from tasks.normalize import normalize, normalize_history
 
