@@ -1,8 +1,7 @@
 """The lifetime history's extract: the counted orders, read with the period's readers.
 
 `history_query` pushes the filter (completed orders before as_of with a positive amount,
-placeable order times) and the projection (six columns, each row's net money as whole
-cents) into SQL; `extract_history` reads those rows through tasks/sql_fastpath and folds
+placeable order times) and the projection (six columns) into SQL; `extract_history` reads those rows through tasks/sql_fastpath and folds
 them per (customer, currency) client-side (tasks/history.py). Relations, column kinds and
 the per-dialect read expressions are tasks/extract_sql.py's, shared with the period's
 extract.
@@ -12,7 +11,6 @@ from __future__ import annotations
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, postgresql
 
 from tasks.config import SqlSource
 from tasks.extract_sql import (
@@ -23,7 +21,7 @@ from tasks.extract_sql import (
 )
 from tasks.filter_sql import compile_filter
 from tasks.filtering import DIALECTS, Condition, FilterSpec
-from tasks.history import aggregate_history
+from tasks.history import ORDER_COLUMNS, aggregate_history
 from tasks.sql_fastpath import read_query, streams_server_text, utc_session
 
 # The first whole day datetime64[ns] can hold: older order dates (year 1, say) cannot be
@@ -61,16 +59,15 @@ def history_query(
     server_text: bool = False,
 ) -> tuple[sa.Select, dict[str, str]]:
     """The orders the lifetime history counts, one row each (transaction_id, customer_id,
-    currency, order_date, amount, net_cents), with
-    the kind of each output column (for the reader); `tasks.history` folds them.
+    currency, order_date, amount, discount_applied), with the kind of each output column
+    (for the reader); `tasks.history` turns their money into cents and folds them.
 
     The filter and the projection are pushed down, so a month's run reads six columns of
     the counted orders, never every column of every row: completed orders before as_of with
     a positive amount; orders whose time the pipeline cannot place (garbled text, a zero
     date, year 1) are left out, as the staging casts leave them out of the period (and
-    report them there). Each row's money is whole cents, round(amount × 100) minus
-    round(discount × 100) as tasks/money.py does, computed by the database: exact on
-    every database, where a float sum of REAL amounts would drift.
+    report them there). The amount and discount travel as they are stored; the cents are
+    the client's (tasks/history.net_cents), which costs the database nothing per row.
 
     Why the rows and not a GROUP BY: exact duplicate rows (a re-ingested transaction) must
     count once, and the DISTINCT that needs in SQL, over most of the table, outgrows
@@ -79,7 +76,7 @@ def history_query(
     in pandas takes a few seconds (bench/README.md). Aggregating in memory was no better:
     with 256 MB temporary tables the same GROUP BY took 7.9 s at S = 100 k.
 
-    `server_text` as in `read_expression`; net_cents then arrives as the DECIMAL's text.
+    `server_text` as in `read_expression`.
     """
     family = DIALECTS.get(dialect, dialect)
     columns = {name: relation.column(name) for name in relation.columns}
@@ -95,28 +92,16 @@ def history_query(
     )
     where = compile_filter(spec, columns, dialect, timezone)
     valid = _parseable_time(columns["order_date"], family, relation.kinds.get("order_date", "any"))
-    discount = (
-        sa.func.coalesce(columns["discount_applied"], 0)
-        if "discount_applied" in columns
-        else sa.literal(0)
-    )
-    net_cents = sa.func.round(columns["amount"] * 100) - sa.func.round(discount * 100)
-    if family == "postgresql":  # whole cents, exact in a double below 2**53: no Decimal objects
-        net_cents = sa.cast(net_cents, postgresql.DOUBLE_PRECISION())
-    elif family == "mysql" and not server_text:
-        net_cents = sa.cast(net_cents, mysql.DOUBLE(asdecimal=False))
     expressions: list[sa.ColumnElement] = []
     kinds: dict[str, str] = {}
-    for name in ("transaction_id", "customer_id", "currency", "order_date", "amount"):
-        if name not in columns:  # only currency is optional here (REQUIRED_SOURCE_FIELDS)
+    for name in ORDER_COLUMNS:
+        if name not in columns:  # currency and the discount are optional (REQUIRED_SOURCE_FIELDS)
             expression, kinds[name] = sa.literal(None, sa.String()), "text"
         else:
             expression, kinds[name] = read_expression(
                 columns[name], relation.kinds.get(name, "any"), family, server_text=server_text
             )
         expressions.append(expression.label(name))
-    expressions.append(net_cents.label("net_cents"))
-    kinds["net_cents"] = "float"
     query = sa.select(*expressions).select_from(relation.selectable)
     return query.where(where if valid is None else sa.and_(where, valid)), kinds
 

@@ -12,7 +12,8 @@ pytestmark = pytest.mark.unit
 
 def orders(rows: list[tuple]) -> pd.DataFrame:
     frame = pd.DataFrame(
-        rows, columns=["transaction_id", "customer_id", "currency", "order_date", "amount", "net_cents"]
+        rows,
+        columns=["transaction_id", "customer_id", "currency", "order_date", "amount", "discount_applied"],
     )
     frame["order_date"] = pd.to_datetime(frame["order_date"], utc=True)
     return frame
@@ -22,10 +23,10 @@ def test_an_order_ingested_twice_counts_once_and_a_repeated_id_with_other_conten
     history = aggregate_history(
         orders(
             [
-                ("T1", "C1", "USD", "2025-01-05 10:00", 10.00, 1000.0),
-                ("T1", "C1", "USD", "2025-01-05 10:00", 10.00, 1000.0),  # exact copy: once
-                ("T2", "C1", "USD", "2025-03-01 09:00", 20.50, 1950.0),  # 20.50 - 1.00 discount
-                ("T2", "C1", "USD", "2025-03-02 09:00", 20.50, 1950.0),  # same id, other time
+                ("T1", "C1", "USD", "2025-01-05 10:00", 10.00, None),
+                ("T1", "C1", "USD", "2025-01-05 10:00", 10.00, None),  # exact copy: once
+                ("T2", "C1", "USD", "2025-03-01 09:00", 20.50, 1.00),  # 20.50 - 1.00 discount
+                ("T2", "C1", "USD", "2025-03-02 09:00", 20.50, 1.00),  # same id, other time
             ]
         )
     )
@@ -42,10 +43,10 @@ def test_one_row_per_customer_and_currency_sorted_with_a_null_currency_as_its_ow
     history = aggregate_history(
         orders(
             [
-                ("T3", "C2", "EUR", "2025-02-01", 5.00, 500.0),
-                ("T1", "C1", None, "2025-02-01", 1.00, 100.0),
-                ("T2", "C1", "USD", "2025-02-01", 2.00, 200.0),
-                ("T4", "C2", "EUR", "2025-02-03", 7.00, 700.0),
+                ("T3", "C2", "EUR", "2025-02-01", 5.00, None),
+                ("T1", "C1", None, "2025-02-01", 1.00, None),
+                ("T2", "C1", "USD", "2025-02-01", 2.00, None),
+                ("T4", "C2", "EUR", "2025-02-03", 7.00, None),
             ]
         )
     )
@@ -58,7 +59,7 @@ def test_one_row_per_customer_and_currency_sorted_with_a_null_currency_as_its_ow
 def test_cents_sum_exactly_where_float_dollars_would_drift() -> None:
     # 0.1 + 0.2 in float dollars is 0.30000000000000004; as cents it is 30.
     history = aggregate_history(
-        orders([("T1", "C1", "USD", "2025-02-01", 0.10, 10.0), ("T2", "C1", "USD", "2025-02-02", 0.20, 20.0)])
+        orders([("T1", "C1", "USD", "2025-02-01", 0.10, None), ("T2", "C1", "USD", "2025-02-02", 0.20, 0.0)])
     )
     assert history["net_amount"].tolist() == [0.30]
 
@@ -67,18 +68,18 @@ def test_no_orders_gives_the_empty_history_and_missing_columns_are_named() -> No
     empty = aggregate_history(orders([]))
     assert list(empty.columns) == list(HISTORY_COLUMNS)
     assert empty.empty
-    with pytest.raises(ValueError, match="net_cents"):
-        aggregate_history(orders([]).drop(columns="net_cents"))
+    with pytest.raises(ValueError, match="discount_applied"):
+        aggregate_history(orders([]).drop(columns="discount_applied"))
 
 
 def test_copies_in_a_null_currency_group_are_taken_back_out_of_that_group_only() -> None:
     history = aggregate_history(
         orders(
             [
-                ("T1", "C1", None, "2025-02-01", 3.00, 300.0),
-                ("T1", "C1", None, "2025-02-01", 3.00, 300.0),  # exact copy
-                ("T1", "C1", None, "2025-02-01", 3.00, 300.0),  # and another
-                ("T2", "C1", "USD", "2025-02-02", 4.00, 400.0),
+                ("T1", "C1", None, "2025-02-01", 3.00, 0.0),
+                ("T1", "C1", None, "2025-02-01", 3.00, 0.0),  # exact copy
+                ("T1", "C1", None, "2025-02-01", 3.00, 0.0),  # and another
+                ("T2", "C1", "USD", "2025-02-02", 4.00, 0.0),
             ]
         )
     )
@@ -104,13 +105,32 @@ def test_the_duckdb_fold_gives_the_pandas_reference_frame_exactly() -> None:
             "amount": rng.integers(1, 50_000, n) / 100,
         }
     )
-    frame["net_cents"] = (frame["amount"] * 100).round()
+    frame["discount_applied"] = np.where(rng.random(n) < 0.3, rng.integers(0, 500, n) / 100, np.nan)
     copies = frame.sample(600, random_state=3)  # exact re-ingested rows
     frame = pd.concat([frame, copies], ignore_index=True)
-    frame.loc[[1, 2], "net_cents"] = np.nan
+    frame.loc[[1, 2], "amount"] = np.nan  # not a number: no cents, still an order
     frame.loc[[3, 4], "order_date"] = pd.NaT
     frame.loc[5, "customer_id"] = "Zoë"  # non-ASCII keys sort by code point in both
     expected = aggregate_history_pandas(frame)
     folded = aggregate_history(frame)
     pd.testing.assert_frame_equal(folded, expected)
     assert int(folded["order_count"].sum()) < len(frame)  # the copies were dropped
+
+
+def test_net_cents_round_as_the_period_metrics_do_and_a_missing_discount_is_none() -> None:
+    import numpy as np
+
+    from tasks.history import net_cents
+    from tasks.money import to_cents
+
+    frame = pd.DataFrame(
+        {
+            "amount": [19.99, 0.125, 1e6 + 0.01, 7.0, 0.3],
+            "discount_applied": [1.005, None, 0.015, np.nan, 0.1],
+        }
+    )
+    want = to_cents(frame["amount"]) - to_cents(frame["discount_applied"], null_as_zero=True)
+    assert net_cents(frame).tolist() == want.astype(float).tolist()
+    text = frame.astype({"amount": "string", "discount_applied": "string"})  # as a text reader gives it
+    assert net_cents(text).tolist() == want.astype(float).tolist()
+    assert np.isnan(net_cents(pd.DataFrame({"amount": ["12,50"], "discount_applied": [None]}))[0])
