@@ -141,6 +141,37 @@ def _category_rows(
     )
 
 
+def category_pairs(current: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
+    """One row per (product_category, customer_id) bought this period or last, sorted by
+    both, with is_active (bought in it this period) and was_active (last period).
+
+    The outer merge of the two periods' distinct pairs, on integer keys: the pairs are
+    numbered by their sorted category and customer, so a pair is one int64 and the
+    de-duplication and the merge are numpy set operations. At 10^6 customers the merge on
+    the two text columns took 4.2 of the aggregate stage's 18 s (cProfile).
+    """
+    both = pd.concat(
+        [current[["product_category", "customer_id"]], previous[["product_category", "customer_id"]]],
+        ignore_index=True,
+    )
+    category_codes, categories = pd.factorize(both["product_category"], sort=True)
+    customer_codes, customers = pd.factorize(both["customer_id"], sort=True)
+    if (category_codes < 0).any() or (customer_codes < 0).any():
+        raise ValueError("category pairs need a category and a customer id on every row")
+    width = max(len(customers), 1)
+    keys = category_codes.astype(np.int64) * width + customer_codes
+    now, before = np.unique(keys[: len(current)]), np.unique(keys[len(current) :])
+    pairs = np.union1d(now, before)
+    return pd.DataFrame(
+        {
+            "product_category": pd.Series(categories.take(pairs // width), dtype="string"),
+            "customer_id": pd.Series(customers.take(pairs % width), dtype="string"),
+            "is_active": np.isin(pairs, now, assume_unique=True),
+            "was_active": np.isin(pairs, before, assume_unique=True),
+        }
+    )
+
+
 def _by_category(
     customer_performance: pd.DataFrame,
     transactions: pd.DataFrame,
@@ -160,22 +191,18 @@ def _by_category(
     )
     money["revenue_cents"] = e8_to_cents(money["revenue_e8"].astype(np.int64))
 
-    now_pairs = current[["product_category", "customer_id"]].drop_duplicates()
-    prev_pairs = previous[["product_category", "customer_id"]].drop_duplicates()
-    pairs = now_pairs.assign(is_active=True).merge(
-        prev_pairs.assign(was_active=True), how="outer", on=["product_category", "customer_id"]
+    pairs = category_pairs(current, previous)
+    # Each buyer's attributes from the customer table, found by an Arrow hash lookup.
+    at = positions_in(pairs["customer_id"], customer_performance["customer_id"])
+    known = at >= 0
+    is_new = _in_period(customer_performance["registration_date"], period).to_numpy(dtype=bool)
+    members = pairs[["product_category", "is_active", "was_active"]].assign(
+        is_new=np.where(known, is_new[at], False) & pairs["is_active"].to_numpy()
     )
-    pairs["is_active"] = pairs["is_active"].fillna(False).astype(bool)
-    pairs["was_active"] = pairs["was_active"].fillna(False).astype(bool)
-    attributes = customer_performance.assign(
-        customer_id=customer_performance["customer_id"].astype("string"),
-        is_new=_in_period(customer_performance["registration_date"], period),
-    ).set_index("customer_id")[["is_new", "engagement_score", "avg_satisfaction"]]
-    members = pairs.join(attributes, on="customer_id")
     # Only this period's buyers describe the category now; last period's only count for retention.
     for column in ("engagement_score", "avg_satisfaction"):
-        members[column] = members[column].astype("float64").where(members["is_active"])
-    members["is_new"] = members["is_new"].fillna(False).astype(bool) & members["is_active"]
+        values = customer_performance[column].to_numpy(dtype="float64", na_value=np.nan)
+        members[column] = np.where(known & members["is_active"].to_numpy(), values[at], np.nan)
     stats = _member_stats(members, ["product_category"])
     stats["customers"] = stats["active_customers"]
     return _finish(stats.join(money[["revenue_cents", "transactions"]], how="outer"),

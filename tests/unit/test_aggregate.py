@@ -325,3 +325,35 @@ def test_no_customers_and_no_sales_still_give_well_formed_outputs() -> None:
     flat = performance_trends(nobody, transactions(), interactions(), period=JULY, rates=RATES, config=CONFIG)
     assert len(flat) == 31 + 5 and flat["region"].isna().all()
     assert flat["revenue"].sum() == 0 and flat["transactions"].sum() == 0
+
+
+def test_category_pairs_are_the_outer_merge_of_both_periods_distinct_pairs() -> None:
+    import numpy as np
+
+    from tasks.aggregate import category_pairs
+
+    rng = np.random.default_rng(5)
+
+    def rows(n: int) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "product_category": pd.Series(
+                    rng.choice(["Books", "Électronique", "Toys", "toys", "UNKNOWN"], n), dtype="string"
+                ),
+                "customer_id": pd.Series([f"C{i}" for i in rng.integers(0, 60, n)], dtype="string"),
+            }
+        )
+
+    current, previous = rows(400), rows(300)
+    got = category_pairs(current, previous)
+    keys = ["product_category", "customer_id"]
+    want = (
+        current[keys].drop_duplicates().assign(is_active=True)
+        .merge(previous[keys].drop_duplicates().assign(was_active=True), how="outer", on=keys)
+        .fillna({"is_active": False, "was_active": False})
+        .astype({"is_active": bool, "was_active": bool})
+    )
+    pd.testing.assert_frame_equal(got, want.reset_index(drop=True))
+    assert got["was_active"].any() and not got["is_active"].all()  # both one-sided kinds occur
+    with pytest.raises(ValueError, match="customer id"):
+        category_pairs(current.assign(customer_id=pd.NA), previous)
