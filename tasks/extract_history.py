@@ -1,10 +1,10 @@
 """The lifetime history's extract: the counted orders, read with the period's readers.
 
 `history_query` pushes the filter (completed orders before as_of with a positive amount,
-placeable order times) and the projection (six columns) into SQL; `extract_history` reads those rows through tasks/sql_fastpath and folds
-them per (customer, currency) client-side (tasks/history.py). Relations, column kinds and
-the per-dialect read expressions are tasks/extract_sql.py's, shared with the period's
-extract.
+placeable order times) and the projection (six columns) into SQL; `extract_history` reads
+those rows through tasks/sql_fastpath and folds them per (customer, currency) client-side
+(tasks/history.py). Relations, column kinds and the per-dialect read expressions are
+tasks/extract_sql.py's, shared with the period's extract.
 """
 
 from __future__ import annotations
