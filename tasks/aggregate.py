@@ -195,14 +195,15 @@ def _by_category(
     # Each buyer's attributes from the customer table, found by an Arrow hash lookup.
     at = positions_in(pairs["customer_id"], customer_performance["customer_id"])
     known = at >= 0
+    # Only this period's buyers describe the category now; last period's only count for retention.
+    describes = known & pairs["is_active"].to_numpy()
     is_new = _in_period(customer_performance["registration_date"], period).to_numpy(dtype=bool)
     members = pairs[["product_category", "is_active", "was_active"]].assign(
-        is_new=np.where(known, is_new[at], False) & pairs["is_active"].to_numpy()
+        is_new=describes & is_new[at]
     )
-    # Only this period's buyers describe the category now; last period's only count for retention.
     for column in ("engagement_score", "avg_satisfaction"):
         values = customer_performance[column].to_numpy(dtype="float64", na_value=np.nan)
-        members[column] = np.where(known & members["is_active"].to_numpy(), values[at], np.nan)
+        members[column] = np.where(describes, values[at], np.nan)
     stats = _member_stats(members, ["product_category"])
     stats["customers"] = stats["active_customers"]
     return _finish(stats.join(money[["revenue_cents", "transactions"]], how="outer"),

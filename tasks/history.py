@@ -1,7 +1,7 @@
 """The lifetime history per (customer, currency), folded from the counted orders.
 
 The extract reads the orders the history counts (tasks/extract_history.history_query: the
-filter and projection pushed down, each row's net money as whole cents); this module is
+filter and projection pushed down, the amount and discount as stored); this module is
 the pure half: each row's net money becomes whole cents, round(amount × 100) minus
 round(discount × 100) as tasks/money.to_cents rounds the period's rows; exact duplicate
 rows (a transaction ingested twice) count once; then each (customer, currency) gets its
@@ -76,8 +76,9 @@ def net_cents(orders: pd.DataFrame) -> pd.Series:
     return np.round(amount * 100) - np.round(discount.fillna(0.0) * 100)
 
 
-# Exact copies (every column equal, nulls equal: net_cents follows from the others) count once; ORDER BY as pandas' sorted
-# groups: text in code-point order (DuckDB compares bytes: UTF-8 keeps that order), null last.
+# Exact copies (every column equal, nulls equal; net_cents follows from the others) count
+# once; ORDER BY as pandas' sorted groups: text in code-point order (DuckDB compares bytes:
+# UTF-8 keeps that order), null last.
 _FOLD_SQL = """
 SELECT customer_id, currency,
        min(order_date) AS first_order_at, max(order_date) AS last_order_at,
