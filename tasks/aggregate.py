@@ -160,16 +160,34 @@ def category_pairs(current: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFram
         raise ValueError("category pairs need a category and a customer id on every row")
     width = max(len(customers), 1)
     keys = category_codes.astype(np.int64) * width + customer_codes
-    now, before = np.unique(keys[: len(current)]), np.unique(keys[len(current) :])
-    pairs = np.union1d(now, before)
+    now, before = _sorted_unique(keys[: len(current)]), _sorted_unique(keys[len(current) :])
+    pairs = _sorted_unique(np.concatenate([now, before]))
     return pd.DataFrame(
         {
             "product_category": pd.Series(categories.take(pairs // width), dtype="string"),
             "customer_id": pd.Series(customers.take(pairs % width), dtype="string"),
-            "is_active": np.isin(pairs, now, assume_unique=True),
-            "was_active": np.isin(pairs, before, assume_unique=True),
+            "is_active": _in_sorted(pairs, now),
+            "was_active": _in_sorted(pairs, before),
         }
     )
+
+
+def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+    """`np.unique` of int64 keys, by a sort and a neighbour comparison: numpy 2.4's
+    np.unique took 0.68 s for 900 k keys where np.sort takes 0.01 s (measured here),
+    2.4 of the 10.8 s aggregate stage at 10^6 customers."""
+    ordered = np.sort(keys)
+    distinct = np.ones(len(ordered), dtype=bool)
+    distinct[1:] = ordered[1:] != ordered[:-1]
+    return ordered[distinct]
+
+
+def _in_sorted(values: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Is each value one of `members` (sorted, distinct)? A binary search per value."""
+    at = np.searchsorted(members, values)
+    found = at < len(members)
+    found[found] = members[at[found]] == values[found]
+    return found
 
 
 def _by_category(
