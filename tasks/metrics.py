@@ -219,8 +219,15 @@ def pareto_head(revenue_cents: pd.Series, customer_ids: pd.Series, share: float)
 
     Exact: `preceding < share × total` is decided on integers (share to 1e-6).
     """
-    order = pd.DataFrame({"cents": revenue_cents.to_numpy(dtype=np.int64), "id": customer_ids.to_numpy()})
-    order = order.sort_values(["cents", "id"], ascending=[False, True], kind="mergesort")
+    cents = revenue_cents.to_numpy(dtype=np.int64)
+    if customer_ids.is_monotonic_increasing:
+        # The metrics table is sorted by id already, so a stable sort on revenue alone
+        # gives the same order without comparing text (0.9 s of the stage at 10^6).
+        ranked = np.argsort(-cents, kind="stable")
+        order = pd.DataFrame({"cents": cents[ranked]}, index=ranked)
+    else:
+        order = pd.DataFrame({"cents": cents, "id": customer_ids.to_numpy()})
+        order = order.sort_values(["cents", "id"], ascending=[False, True], kind="mergesort")
     preceding = order["cents"].cumsum() - order["cents"]
     total = int(order["cents"].sum())
     share_ppm = round(share * 1_000_000)

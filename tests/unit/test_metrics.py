@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -393,6 +394,21 @@ def test_pareto_head_exact_boundary_and_no_revenue() -> None:
     assert pareto_head(pd.Series([0, 0, 0]), ids, 0.8).tolist() == [False, False, False]
     # tie on revenue, ids decide: 'a' first even though it is last in the input
     assert pareto_head(pd.Series([50, 50]), pd.Series(["b", "a"]), 0.5).tolist() == [False, True]
+
+
+def test_pareto_head_same_on_sorted_ids_as_on_the_same_rows_shuffled() -> None:
+    # Sorted ids take the fast path (a stable sort on revenue alone); shuffled, the same
+    # rows take the sort on (revenue, id). Many ties, so the tie-break decides the head.
+    rng = np.random.default_rng(7)
+    ids = pd.Series([f"C{n:05d}" for n in range(2_000)], dtype="string")
+    cents = pd.Series(rng.choice([0, 500, 1_000, 2_500, 10_000], size=len(ids)))
+    sorted_head = pareto_head(cents, ids, 0.8)
+    shuffle = rng.permutation(len(ids))
+    shuffled_head = pareto_head(
+        cents.iloc[shuffle].reset_index(drop=True), ids.iloc[shuffle].reset_index(drop=True), 0.8
+    )
+    assert 0 < sorted_head.sum() < len(ids)
+    assert shuffled_head.to_numpy()[np.argsort(shuffle)].tolist() == sorted_head.tolist()
 
 
 def test_segment_precedence_vip_then_at_risk_then_new_then_regular() -> None:
