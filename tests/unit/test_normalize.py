@@ -77,3 +77,16 @@ def test_dates_beyond_nanosecond_range_are_kept_as_invalid_text() -> None:
     stg = normalize("transactions", raw)
     assert stg["order_date"].isna().tolist() == [True, True, False]
     assert stg["order_date__invalid"].tolist()[:2] == ["0001-01-01 00:00:00", "9999-12-31"]
+
+
+def test_text_ids_that_went_through_a_float_lose_their_zero_fraction_only() -> None:
+    raw = pd.DataFrame(
+        {
+            "transaction_id": ["T1", "T2", "T3", "T4", "T5"],
+            "customer_id": ["17850.0", " 42.00 ", "C.0", "1.05", "C000001"],
+        }
+    )
+    stg = normalize("transactions", raw)
+    assert list(stg["customer_id"]) == ["17850", "42", "C.0", "1.05", "C000001"]
+    # no id could match: the column is returned as it was typed (no rewrite pass)
+    assert list(stg["transaction_id"]) == ["T1", "T2", "T3", "T4", "T5"]
