@@ -75,7 +75,9 @@ def derive_checks(
     id_field = ROW_ID_FIELD[source]
     if source == "customers":
         # A customer seen twice is one customer: the most recently updated row wins.
-        newest_first = frame.sort_values(
+        # Only the two key columns are sorted: sorting the frame moved every column
+        # (1.37 s against 0.47 s for a million customers).
+        newest_first = frame[["updated_at", "_row"]].sort_values(
             ["updated_at", "_row"], ascending=[False, True], na_position="last", kind="stable"
         ).index.to_numpy()
         id_first = _first_occurrence(frame[id_field], newest_first)
