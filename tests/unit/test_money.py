@@ -94,6 +94,24 @@ def test_unknown_currency_fails_loudly_naming_it() -> None:
         revenue_e8(rows([1.0], currency="JPY"), RATES)
 
 
+def test_rates_are_found_per_row_whatever_the_case_and_blanks_of_the_code() -> None:
+    frame = pd.DataFrame(
+        {
+            "amount": [1.0, 1.0, 1.0, 1.0],
+            "discount_applied": [0.0, 0.0, 0.0, 0.0],
+            "currency": pd.array([" eur", "USD", "Eur ", "usd"], dtype="string"),
+        }
+    )
+    assert revenue_e8(frame, RATES).tolist() == [100 * 1_080_000, 100 * 1_000_000] * 2
+
+
+def test_null_or_unknown_currencies_fail_with_their_count_and_codes() -> None:
+    frame = rows([1.0, 2.0, 3.0])
+    frame["currency"] = pd.array(["USD", None, "jpy"], dtype="string")
+    with pytest.raises(MoneyError, match=r"2 row\(s\) in currencies with no rate \['<NA>', 'JPY'\]"):
+        revenue_e8(frame, RATES)
+
+
 def test_null_amount_fails_but_null_discount_means_no_discount() -> None:
     with pytest.raises(MoneyError, match="amount"):
         revenue_e8(rows([float("nan")]), RATES)
