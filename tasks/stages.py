@@ -71,7 +71,8 @@ def apply_period_filter(config_path: str, period: str, run_id: str) -> dict[str,
         quarantined.append(
             quarantine_rows(source, stg[missing], rule=RULE_EVENT_TIME_MISSING, column=event_time, severity=CRITICAL)
         )
-        dated = stg[stg[event_time].notna()]
+        has_time = stg[event_time].notna()
+        dated = stg if has_time.all() else stg[has_time]  # the usual case needs no copy
         in_period = filter_mask(dated, period_spec(config, source, run.period), config.timezone)
         kept = dated[in_period]
         staging.write(f"stg_{source}", kept)
