@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python flows/main.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prefect import flow, task, unmapped
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -27,6 +28,7 @@ from tasks.config_file import load_and_check, resolve_period
 from tasks.extract import extract_source
 from tasks.gx_suites import load_all_suites
 from tasks.settings import SOURCES
+from tasks.staging import prune_runs
 from tasks.summary import publish_run_summary
 
 
@@ -45,6 +47,23 @@ def prepare_demo_data(config_path: str) -> str:
     return f"demo data generated in {folder}"
 
 
+@task(name="prune-staging")
+def prune_staging(config_path: str, run_id: str) -> list[str]:
+    """Remove staged runs last written more than `staging_retention_days` ago (not this one)."""
+    config = load_and_check(config_path)
+    removed = prune_runs(
+        config.resolve_path(config.staging_url), config.pipeline,
+        now=datetime.now(UTC), older_than=timedelta(days=config.staging_retention_days),
+        keep=run_id,
+    )
+    if removed:
+        get_run_logger().info(
+            "staging: removed %d run(s) older than %d days: %s",
+            len(removed), config.staging_retention_days, ", ".join(p.name for p in removed),
+        )
+    return [str(p) for p in removed]
+
+
 @flow(
     name="customer-performance",
     persist_result=True,  # a retried run reuses finished extracts and stages (issue 6)
@@ -59,6 +78,7 @@ def customer_performance(
     run_id = run_id or str(flow_run.id or uuid.uuid4())
 
     load_all_suites()  # a broken expectation suite fails here too, before data moves
+    prune_staging(config_path, run_id)
     prepare_demo_data(config_path)
     extracted = extract_source.map(
         list(SOURCES), unmapped(config_path), unmapped(period), unmapped(run_id)

@@ -26,7 +26,7 @@ from prefect import flow, task, unmapped
 from prefect.runtime import flow_run
 from prefect_dask import DaskTaskRunner
 
-from flows.main import prepare_demo_data
+from flows.main import prepare_demo_data, prune_staging
 from flows.stages import aggregate, deliver
 from tasks.config import DEFAULT_CONFIG
 from tasks.config_file import load_and_check, resolve_period
@@ -77,6 +77,7 @@ def customer_performance_scaled(
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, not {partitions}")
 
+    prune_staging(config_path, run_id)
     prepare_demo_data(config_path)
     extracted = extract_source.map(
         list(SOURCES), unmapped(config_path), unmapped(period), unmapped(run_id)

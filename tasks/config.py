@@ -263,6 +263,10 @@ class PipelineConfig(Strict):
     demo_data: DemoData | None = None
     output_dir: str = "output"
     staging_url: str = "output/staging"
+    staging_retention_days: int = Field(
+        7, ge=1, description="staged runs last written longer ago are removed when a run starts; "
+        "a failed sub-flow can be rerun within this many days",
+    )
     base_dir: str = Field(".", description="relative paths are resolved against this folder")
     fault: dict[str, Any] = Field(
         default_factory=dict, description="test-only fault switches, e.g. {fail_stage_once: x}"

@@ -1,6 +1,6 @@
 """The staging area: where each stage reads its inputs and writes its outputs.
 
-Keyed by (pipeline, period, run id), one Arrow IPC file (Feather v2, LZ4-compressed) per
+Keyed by (pipeline, period, run id), one Arrow IPC file (Feather v2, uncompressed) per
 frame plus a small JSON file per stage with its counts. This is what makes one stage
 rerunnable on its own (its inputs are on disk, not in memory or in a pickled Prefect
 result) and what the previews show. pandas, pyarrow, DuckDB and Polars read the files
@@ -8,7 +8,12 @@ result) and what the previews show. pandas, pyarrow, DuckDB and Polars read the 
 
 Why not Parquet: the files live for one run and are read back at once, so encoding speed
 matters more than size. On the bench's staged frames (100 k customers) writing them was
-3x faster and reading 1.7x faster than snappy Parquet, for files ~1.5x larger.
+3x faster and reading 1.7x faster than snappy Parquet, for files ~1.5x larger. Why not
+LZ4 (Feather's default): at 10^6 customers uncompressed files were written 2.4-3.3x and
+read 3-4x faster (stg_customers: 0.34 -> 0.10 s and 0.20 -> 0.05 s), for files 2.2x
+larger (~1.9 GB per run at that scale). Runs last written more than
+`staging_retention_days` ago are removed when a run starts (`prune_runs`), so the disk
+holds that many days of runs, not every run ever made.
 
 Writes are atomic (temp file + rename in the same folder), so a process killed mid-write
 never leaves a half-written file that a later stage could read.
@@ -19,8 +24,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +42,7 @@ SUFFIX = ".arrow"
 def write_frame(frame: pd.DataFrame, path: Path) -> None:
     """One frame as an Arrow IPC file; pandas dtypes come back as they went in."""
     table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
-    feather.write_feather(table, str(path), compression="lz4")
+    feather.write_feather(table, str(path), compression="uncompressed")
 
 
 def read_frame(path: Path) -> pd.DataFrame:
@@ -105,3 +112,37 @@ class StagingArea:
         if not target.exists():
             raise StagingError(f"staged file {target} is missing for run {self.run_id}")
         return json.loads(target.read_text())
+
+
+def _last_write(folder: Path) -> float:
+    """The newest modification time in a run folder (a rerun's writes keep a run young)."""
+    times = [folder.stat().st_mtime] + [entry.stat().st_mtime for entry in folder.iterdir()]
+    return max(times)
+
+
+def stale_runs(root: Path, pipeline: str, *, now: datetime, older_than: timedelta, keep: str) -> list[Path]:
+    """Run folders (root/pipeline/period/run_id) last written more than `older_than` ago.
+
+    The run `keep` (the one starting) is never listed, whatever its age. Anything that is
+    not a folder two levels down is not a run and is left alone.
+    """
+    base = Path(root) / pipeline
+    if not base.is_dir():
+        return []
+    cutoff = (now - older_than).timestamp()
+    return sorted(
+        run
+        for period in base.iterdir() if period.is_dir()
+        for run in period.iterdir()
+        if run.is_dir() and run.name != keep and _last_write(run) < cutoff
+    )
+
+
+def prune_runs(root: Path, pipeline: str, *, now: datetime, older_than: timedelta, keep: str) -> list[Path]:
+    """Remove the folders `stale_runs` lists (and periods left empty); return what went."""
+    removed = stale_runs(root, pipeline, now=now, older_than=older_than, keep=keep)
+    for run in removed:
+        shutil.rmtree(run, ignore_errors=True)
+        if not any(run.parent.iterdir()):
+            run.parent.rmdir()
+    return removed

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tasks.staging import SUFFIX, StagingArea, StagingError
+from tasks.staging import SUFFIX, StagingArea, StagingError, prune_runs
 
 pytestmark = pytest.mark.unit
 
@@ -47,3 +49,37 @@ def test_an_empty_frame_comes_back_with_its_dtypes_and_still_merges(tmp_path: Pa
         pairs.assign(before=True), how="outer", on=["product_category", "customer_id"]
     )
     assert merged.empty and list(merged.columns) == ["product_category", "customer_id", "now", "before"]
+
+
+def _run_folder(root: Path, period: str, run_id: str, days_old: float, now: datetime) -> Path:
+    folder = root / "customer-performance" / period / run_id
+    folder.mkdir(parents=True)
+    (folder / "raw_customers.arrow").write_bytes(b"x")
+    stamp = (now - timedelta(days=days_old)).timestamp()
+    for path in (folder / "raw_customers.arrow", folder):
+        os.utime(path, (stamp, stamp))
+    return folder
+
+
+def test_prune_removes_runs_last_written_before_the_retention_only(tmp_path: Path) -> None:
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    old = _run_folder(tmp_path, "2025-06", "old-run", 9, now)
+    young = _run_folder(tmp_path, "2025-07", "young-run", 2, now)
+    current = _run_folder(tmp_path, "2025-07", "this-run", 30, now)  # the run starting
+    rerun = _run_folder(tmp_path, "2025-07", "rerun", 20, now)
+    (rerun / "metrics.json").write_text("{}")  # a rerun wrote today: the run is young again
+    (tmp_path / "customer-performance" / "notes.txt").write_text("not a run")
+
+    removed = prune_runs(tmp_path, "customer-performance", now=now, older_than=timedelta(days=7),
+                         keep="this-run")
+
+    assert removed == [old]
+    assert not old.exists() and not old.parent.exists()  # its period held nothing else
+    assert young.exists() and current.exists() and rerun.exists()
+    assert (tmp_path / "customer-performance" / "notes.txt").exists()
+
+
+def test_prune_of_a_missing_staging_root_removes_nothing(tmp_path: Path) -> None:
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    assert prune_runs(tmp_path / "absent", "customer-performance", now=now,
+                      older_than=timedelta(days=7), keep="x") == []
