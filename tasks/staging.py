@@ -11,7 +11,7 @@ matters more than size. On the bench's staged frames (100 k customers) writing t
 3x faster and reading 1.7x faster than snappy Parquet, for files ~1.5x larger. Why not
 LZ4 (Feather's default): at 10^6 customers uncompressed files were written 2.4-3.3x and
 read 3-4x faster (stg_customers: 0.34 -> 0.10 s and 0.20 -> 0.05 s), for files 2.2x
-larger (~1.9 GB per run at that scale). Runs last written more than
+larger (2.0 GB per run at that scale). Runs last written more than
 `staging_retention_days` ago are removed when a run starts (`prune_runs`), so the disk
 holds that many days of runs, not every run ever made.
 
