@@ -213,3 +213,31 @@ def test_email_format_judges_like_the_python_pattern_through_arrow() -> None:
     through_arrow = pd.Series(emails, dtype="str").str.contains(_email_regex()).tolist()
     assert through_arrow == expected
     assert sum(expected) == 7  # four harmless characters, two valid addresses, one non-ASCII local part
+
+
+def test_memoised_configurations_never_carry_one_validations_parameters_into_the_next() -> None:
+    """run_suite builds each expectation's configuration once per validation (GX rebuilds
+    it on every read). The period rule's bounds are parameters filled in per validation:
+    July's rows pass in July, fail in June, and pass in July again."""
+
+    def period_rule_failed(period: Period) -> int:
+        outcome = validate_source(
+            "transactions", stg_frame("transactions", GOOD_TRANSACTIONS),
+            known_customer_ids=pd.Series(["C1", "C2"]), period=period, rates=RATES,
+            reporting_currency="USD", revenue_statuses=["completed"],
+        )
+        report = outcome.results.set_index("rule")
+        return int(report.loc["order_date_in_period", "failed"])
+
+    assert [period_rule_failed(p) for p in (JULY, Period(2025, 6), JULY)] == [0, 2, 0]
+
+
+def test_configurations_are_memoised_only_inside_a_validation() -> None:
+    from tasks.gx_suites import _configurations_memoised
+
+    expectation = load_suite("transactions").expectations[0]
+    assert expectation.configuration is not expectation.configuration  # GX's own behaviour
+    with _configurations_memoised():
+        assert expectation.configuration is expectation.configuration
+        assert expectation.configuration == load_suite("transactions").expectations[0].configuration
+    assert expectation.configuration is not expectation.configuration
