@@ -60,12 +60,13 @@ def pareto(customer_performance: pd.DataFrame) -> dict[str, Any]:
     Buyers, not the whole customer base: dormant customers would make any share look like
     100 %.
     """
-    cents = dollars_to_cents(customer_performance["total_revenue"])
-    buyers = pd.DataFrame({"cents": cents, "id": customer_performance["customer_id"].astype("string")})
-    buyers = buyers[buyers["cents"] > 0].sort_values(["cents", "id"], ascending=[False, True])
+    cents = dollars_to_cents(customer_performance["total_revenue"]).to_numpy(dtype=np.int64)
+    # The share only needs the top buyers' total, which ties cannot change: the cents
+    # sorted alone (no text comparisons; 0.39 s -> 0.05 s at 10^6 customers).
+    buyers = np.sort(cents[cents > 0])[::-1]
     top = math.ceil(len(buyers) * PARETO_TOP_SHARE)
-    total = int(buyers["cents"].sum())
-    head = int(buyers["cents"].iloc[:top].sum())
+    total = int(buyers.sum())
+    head = int(buyers[:top].sum())
     return {
         "top_customer_share": PARETO_TOP_SHARE,
         "buyers": len(buyers),
@@ -127,18 +128,39 @@ def satisfaction_by_tickets(interactions: pd.DataFrame) -> dict[str, Any]:
 
 def at_risk_customers(customer_performance: pd.DataFrame, limit: int = AT_RISK_LIST_SIZE) -> dict[str, Any]:
     """The at_risk segment, most valuable first: revenue_prev_period desc, churn desc, id asc."""
-    at_risk = customer_performance[
+    at_risk = np.flatnonzero(
         customer_performance["customer_segment"].eq("at_risk").fillna(False).to_numpy(dtype=bool)
-    ]
-    ranked = at_risk.sort_values(
-        ["revenue_prev_period", "churn_probability", "customer_id"],
-        ascending=[False, False, True], kind="mergesort",
     )
     listed = [
         {field: _plain(row[field]) for field in _AT_RISK_FIELDS if field in row}
-        for _, row in ranked.head(limit).iterrows()
+        for _, row in customer_performance.iloc[_most_valuable(customer_performance, at_risk, limit)].iterrows()
     ]
     return {"count": len(at_risk), "customers": listed}
+
+
+def _most_valuable(customer_performance: pd.DataFrame, rows: np.ndarray, limit: int) -> np.ndarray:
+    """The first `limit` of `rows` by revenue_prev_period desc, churn desc, id asc (NaN last).
+
+    The metrics table comes sorted by id, so a stable sort on the two numbers keeps ids
+    ascending within ties, without copying the rows or comparing text: at 10^6 customers
+    (650 k at risk) 1.3 s -> 0.1 s. Any other table is sorted the general way.
+    """
+    revenue, churn, ids = (
+        customer_performance[c] for c in ("revenue_prev_period", "churn_probability", "customer_id")
+    )
+    if (
+        pd.api.types.is_float_dtype(revenue.dtype)
+        and pd.api.types.is_float_dtype(churn.dtype)
+        and ids.is_monotonic_increasing
+    ):
+        # np.lexsort is stable, its last key primary; NaN sorts last, negated or not.
+        order = np.lexsort((-churn.to_numpy()[rows], -revenue.to_numpy()[rows]))
+        return rows[order[:limit]]
+    ranked = customer_performance.iloc[rows].reset_index(drop=True).sort_values(
+        ["revenue_prev_period", "churn_probability", "customer_id"],
+        ascending=[False, False, True], kind="mergesort",
+    )
+    return rows[ranked.index.to_numpy()[:limit]]
 
 
 def totals(customer_performance: pd.DataFrame) -> dict[str, Any]:

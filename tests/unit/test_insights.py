@@ -142,3 +142,33 @@ def test_no_customers_gives_nulls_not_errors() -> None:
     assert result["totals"]["revenue"] == 0.0 and result["totals"]["revenue_growth_pct"] is None
     assert result["pareto"]["revenue_share"] is None
     assert result["segments"] == {} and result["at_risk"] == {"count": 0, "customers": []}
+
+
+def test_at_risk_order_is_the_same_whether_or_not_the_table_comes_sorted_by_id() -> None:
+    """Sorted by id, the list is ranked by a stable sort on the two numbers; shuffled, by the
+    general three-key sort. 3,000 at-risk rows on 5 x 4 values (every key tied many times,
+    some NaN) must come out in the same order both ways, ties broken by id ascending."""
+    import numpy as np
+
+    from tasks.insights import _most_valuable
+
+    rng = np.random.default_rng(7)
+    n = 3_000
+    prev = rng.choice([0.0, 5.0, 12.5, 40.0, np.nan], n)
+    churn = rng.choice([0.6, 0.7, 0.95, np.nan], n)
+    frame = pd.DataFrame({
+        "customer_id": pd.array([f"C{i:05d}" for i in range(n)], dtype="string"),
+        "revenue_prev_period": prev,
+        "churn_probability": churn,
+    })
+    every = np.arange(n)
+    by_id = frame["customer_id"].to_numpy()[_most_valuable(frame, every, n)]
+    shuffled = frame.sample(frac=1, random_state=3).reset_index(drop=True)
+    assert not shuffled["customer_id"].is_monotonic_increasing  # the general path
+    general = shuffled["customer_id"].to_numpy()[_most_valuable(shuffled, every, n)]
+    assert list(by_id) == list(general)
+    # and it is the documented order: prev desc, churn desc, id asc, NaN last
+    expected = frame.sort_values(
+        ["revenue_prev_period", "churn_probability", "customer_id"], ascending=[False, False, True]
+    )["customer_id"].to_numpy()
+    assert list(by_id) == list(expected)
