@@ -44,3 +44,35 @@ def test_take_aligned_gives_what_reindex_gives(column: pd.Series) -> None:
     expected = totals.reindex(pd.Index(ids.to_numpy())).set_axis(ids.index)
     taken = take_aligned(totals, positions_in(ids, totals.index), ids.index)
     pd.testing.assert_series_equal(taken, expected, check_names=False)
+
+
+def test_the_duckdb_join_for_large_lookups_answers_like_arrow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large lookups are DuckDB joins; small ones Arrow's. Forced both ways on the same
+    keys (nulls, repeats, near-misses, absent ids) the answers must be identical, and a
+    value set with a repeated id still answers with its first position."""
+    import tasks.keys as keys_module
+
+    rng = np.random.default_rng(11)
+    ids = [f"C{i}" for i in range(500)]
+    index = pd.Index(ids, dtype="string")
+    keys = pd.Series(rng.choice(ids + ["C9999", " C1", "c1", None], 3_000), dtype="string")
+    members = pd.Series(rng.choice(ids + [None], 200), dtype="string")
+    repeated = pd.Index(ids + ["C7", "C3"], dtype="string")  # C7 and C3 twice
+
+    def answers() -> tuple[list, list, list]:
+        return (isin_text(keys, members).tolist(), positions_in(keys, index).tolist(),
+                positions_in(keys, repeated).tolist())
+
+    monkeypatch.setattr(keys_module, "_JOIN_FROM_ROWS", 10**9)
+    by_arrow = answers()
+    monkeypatch.setattr(keys_module, "_JOIN_FROM_ROWS", 0)
+    by_join = answers()
+    assert by_join == by_arrow
+    assert sum(by_join[0]) > 0 and by_join[0].count(False) > 0
+    assert by_join[1] == index.get_indexer(keys.fillna("<null>")).tolist()
+    first = {}
+    for position, value in enumerate(repeated):
+        first.setdefault(value, position)
+    assert by_join[2] == [first.get(key, -1) if key is not pd.NA else -1 for key in keys]
+    few = pd.Series(["C7", "C3", "C1"], dtype="string")
+    assert positions_in(few, repeated).tolist() == [7, 3, 1]
