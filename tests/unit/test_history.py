@@ -111,6 +111,8 @@ def test_the_duckdb_fold_gives_the_pandas_reference_frame_exactly() -> None:
     frame.loc[[1, 2], "amount"] = np.nan  # not a number: no cents, still an order
     frame.loc[[3, 4], "order_date"] = pd.NaT
     frame.loc[5, "customer_id"] = "Zoë"  # non-ASCII keys sort by code point in both
+    frame.loc[[6, 7, 8], "transaction_id"] = None  # rows without an id: copies of each other?
+    frame = pd.concat([frame, frame.loc[[6, 7]]], ignore_index=True)  # two of them, yes
     expected = aggregate_history_pandas(frame)
     folded = aggregate_history(frame)
     pd.testing.assert_frame_equal(folded, expected)
