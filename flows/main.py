@@ -23,6 +23,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.stages import aggregate, calculate_metrics, deliver, filter_period, validate_data
+from tasks.artifacts import artifacts_stored_at_the_end
 from tasks.config import DEFAULT_CONFIG
 from tasks.config_file import load_and_check, resolve_period
 from tasks.extract import extract_source
@@ -78,21 +79,22 @@ def customer_performance(
     run_id = run_id or str(flow_run.id or uuid.uuid4())
 
     load_all_suites()  # a broken expectation suite fails here too, before data moves
-    prune_staging(config_path, run_id)
-    prepare_demo_data(config_path)
-    extracted = extract_source.map(
-        list(SOURCES), unmapped(config_path), unmapped(period), unmapped(run_id)
-    ).result()  # .result() raises the first failure: the run fails, never "Completed" on None
+    with artifacts_stored_at_the_end():  # the stages' artifacts are sent while they work
+        prune_staging(config_path, run_id)
+        prepare_demo_data(config_path)
+        extracted = extract_source.map(
+            list(SOURCES), unmapped(config_path), unmapped(period), unmapped(run_id)
+        ).result()  # .result() raises the first failure: the run fails, never "Completed" on None
 
-    stage_counts = {
-        "extract": dict(zip(SOURCES, extracted, strict=True)),
-        "filter_period": filter_period(config_path, period, run_id),
-        "validate_data": validate_data(config_path, period, run_id),
-        "calculate_metrics": calculate_metrics(config_path, period, run_id),
-        "aggregate": aggregate(config_path, period, run_id),
-    }
-    delivered = deliver(config_path, period, run_id)
-    return publish_run_summary(config_path, period, run_id, stage_counts, delivered)
+        stage_counts = {
+            "extract": dict(zip(SOURCES, extracted, strict=True)),
+            "filter_period": filter_period(config_path, period, run_id),
+            "validate_data": validate_data(config_path, period, run_id),
+            "calculate_metrics": calculate_metrics(config_path, period, run_id),
+            "aggregate": aggregate(config_path, period, run_id),
+        }
+        delivered = deliver(config_path, period, run_id)
+        return publish_run_summary(config_path, period, run_id, stage_counts, delivered)
 
 
 def check(config_path: str, period: str | None) -> int:

@@ -28,6 +28,7 @@ from prefect_dask import DaskTaskRunner
 
 from flows.main import prepare_demo_data, prune_staging
 from flows.stages import aggregate, deliver
+from tasks.artifacts import artifacts_stored_at_the_end
 from tasks.config import DEFAULT_CONFIG
 from tasks.config_file import load_and_check, resolve_period
 from tasks.extract import extract_source
@@ -77,23 +78,24 @@ def customer_performance_scaled(
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, not {partitions}")
 
-    prune_staging(config_path, run_id)
-    prepare_demo_data(config_path)
-    extracted = extract_source.map(
-        list(SOURCES), unmapped(config_path), unmapped(period), unmapped(run_id)
-    ).result()
-    chains = partition_chain.map(
-        unmapped(config_path), unmapped(period), unmapped(run_id), list(range(partitions)), unmapped(partitions)
-    ).result()
-    combined = combine(config_path, period, run_id, partitions)
-    stage_counts = {
-        "extract": dict(zip(SOURCES, extracted, strict=True)),
-        "partitions": {"count": partitions, "customers": [c["customers"] for c in chains]},
-        "combine": {k: v for k, v in combined.items() if k != "failing"},
-        "aggregate": aggregate(config_path, period, run_id),
-    }
-    delivered = deliver(config_path, period, run_id)
-    return publish_run_summary(config_path, period, run_id, stage_counts, delivered)
+    with artifacts_stored_at_the_end():
+        prune_staging(config_path, run_id)
+        prepare_demo_data(config_path)
+        extracted = extract_source.map(
+            list(SOURCES), unmapped(config_path), unmapped(period), unmapped(run_id)
+        ).result()
+        chains = partition_chain.map(
+            unmapped(config_path), unmapped(period), unmapped(run_id), list(range(partitions)), unmapped(partitions)
+        ).result()
+        combined = combine(config_path, period, run_id, partitions)
+        stage_counts = {
+            "extract": dict(zip(SOURCES, extracted, strict=True)),
+            "partitions": {"count": partitions, "customers": [c["customers"] for c in chains]},
+            "combine": {k: v for k, v in combined.items() if k != "failing"},
+            "aggregate": aggregate(config_path, period, run_id),
+        }
+        delivered = deliver(config_path, period, run_id)
+        return publish_run_summary(config_path, period, run_id, stage_counts, delivered)
 
 
 def main(argv: list[str] | None = None) -> int:

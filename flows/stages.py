@@ -9,6 +9,7 @@ from __future__ import annotations
 from prefect import flow
 from prefect.futures import wait
 
+from tasks.artifacts import artifacts_stored_at_the_end
 from tasks.delivery import build_dashboard, email_report, export_csvs, load_analytics, push_bi
 from tasks.stages import (
     aggregate_performance,
@@ -21,25 +22,29 @@ from tasks.stages import (
 @flow(name="filter_period", persist_result=True)
 def filter_period(config_path: str, period: str, run_id: str) -> dict:
     """Seed step 1: keep the period's rows; quarantine rows without an event time."""
-    return apply_period_filter(config_path, period, run_id)
+    with artifacts_stored_at_the_end():
+        return apply_period_filter(config_path, period, run_id)
 
 
 @flow(name="validate_data", persist_result=True)
 def validate_data(config_path: str, period: str, run_id: str) -> dict:
     """Seed step 3 (run before the metrics, on purpose): GX suites, cleansing, quality report."""
-    return validate_sources(config_path, period, run_id)
+    with artifacts_stored_at_the_end():
+        return validate_sources(config_path, period, run_id)
 
 
 @flow(name="calculate_metrics", persist_result=True)
 def calculate_metrics(config_path: str, period: str, run_id: str) -> dict:
     """Seed step 2: per-customer KPIs, then the metrics suite."""
-    return compute_customer_metrics(config_path, period, run_id)
+    with artifacts_stored_at_the_end():
+        return compute_customer_metrics(config_path, period, run_id)
 
 
 @flow(name="aggregate", persist_result=True)
 def aggregate(config_path: str, period: str, run_id: str) -> dict:
     """Seed step 4: regional / segment / category summary, daily and weekly trends, insights."""
-    return aggregate_performance(config_path, period, run_id)
+    with artifacts_stored_at_the_end():
+        return aggregate_performance(config_path, period, run_id)
 
 
 @flow(name="deliver", persist_result=True)
@@ -52,11 +57,12 @@ def deliver(config_path: str, period: str, run_id: str) -> dict:
     failed load still fails this sub-flow after the CSVs are written; nothing is mailed, and
     the rerun rewrites them.
     """
-    loading = load_analytics.submit(config_path, period, run_id)
-    exporting = export_csvs.submit(config_path, period, run_id)
-    wait([loading, exporting])  # neither left running when the other one failed
-    loaded, files = loading.result(), exporting.result()
-    dashboard = build_dashboard(config_path, period, run_id)
-    bi = push_bi(config_path, period, run_id)
-    email = email_report(config_path, period, run_id, files)
-    return {"loaded": loaded, "files": files, "dashboard": dashboard, "bi": bi, "email": email}
+    with artifacts_stored_at_the_end():
+        loading = load_analytics.submit(config_path, period, run_id)
+        exporting = export_csvs.submit(config_path, period, run_id)
+        wait([loading, exporting])  # neither left running when the other one failed
+        loaded, files = loading.result(), exporting.result()
+        dashboard = build_dashboard(config_path, period, run_id)
+        bi = push_bi(config_path, period, run_id)
+        email = email_report(config_path, period, run_id, files)
+        return {"loaded": loaded, "files": files, "dashboard": dashboard, "bi": bi, "email": email}

@@ -8,13 +8,24 @@ What they never carry (SPEC §9): credentials. The frames are the pipeline's own
 every text is passed through `redact_credentials` in case a value or a path holds a URL
 with a password. Previews also mask contact details (email, phone): the Prefect UI has a
 wider audience than the report's recipients, and a preview does not need them to be read.
+
+A stage does not wait for the API to store its artifacts: each request (~45 ms, nearly
+all of it the server's) is sent by one background thread, in the run context of the task
+that made it, while the stage goes on; `flush_artifacts` waits for them, and the
+outermost flow run of the process calls it before it ends (`flush_if_outermost`). The
+frames are turned into the artifact's rows at once, in the stage's own thread.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -28,6 +39,11 @@ INVALID_SUFFIX = "__invalid"  # tasks.settings: the raw text of a value that did
 MASKED_COLUMNS = ("email", "phone")
 # scheme://user:password@host -> scheme://user:***@host
 _URL_PASSWORD_RE = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@]+:)[^\s@]+@")
+FLUSH_TIMEOUT_SECONDS = 120
+
+_sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="artifacts")
+_pending: list[Future] = []
+_pending_lock = threading.Lock()
 
 
 def redact_credentials(text: str) -> str:
@@ -99,7 +115,9 @@ def publish_preview(
     """A stage's output, first rows only: key `<stage>-<name>`, e.g. `aggregate-regional-summary`."""
     try:
         head = preview_frame(frame, rows)
-        create_table_artifact(
+        _send(
+            f"the {name} preview",
+            create_table_artifact,
             key=key_for(f"{stage}-{name}"),
             table=records(head),
             description=redact_credentials(
@@ -116,22 +134,66 @@ def publish_table(key: str, frame: pd.DataFrame, description: str, rows: int = R
         shown = frame[[c for c in frame.columns if c != "record"]].head(rows)
         if len(frame) > rows:
             description += f" (first {rows:,} of {len(frame):,} rows)"
-        create_table_artifact(
-            key=key_for(key), table=records(shown), description=redact_credentials(description)
-        )
+        _send(key, create_table_artifact,
+              key=key_for(key), table=records(shown), description=redact_credentials(description))
     except Exception as exc:
         _warn(f"could not publish {key}: {exc}")
 
 
 def publish_markdown(key: str, markdown: str, description: str) -> None:
     try:
-        create_markdown_artifact(
+        _send(
+            key,
+            create_markdown_artifact,
             key=key_for(key),
             markdown=redact_credentials(markdown),
             description=redact_credentials(description),
         )
     except Exception as exc:
         _warn(f"could not publish {key}: {exc}")
+
+
+def _send(what: str, create: Callable[..., Any], **artifact: Any) -> None:
+    """Create the artifact on the background thread, in this run's context (so it is
+    attached to this task or flow run); a failure there is logged, never raised."""
+
+    def create_logged() -> None:
+        try:
+            create(**artifact)
+        except Exception as exc:
+            _warn(f"could not publish {what}: {exc}")
+
+    future = _sender.submit(contextvars.copy_context().run, create_logged)
+    with _pending_lock:
+        _pending[:] = [f for f in _pending if not f.done()]
+        _pending.append(future)
+
+
+def flush_artifacts(timeout: float = FLUSH_TIMEOUT_SECONDS) -> int:
+    """Wait until every artifact requested so far is stored; return how many were waited on."""
+    with _pending_lock:
+        pending = list(_pending)
+    done, not_done = wait(pending, timeout=timeout)
+    if not_done:
+        _warn(f"{len(not_done)} artifact(s) not stored after {timeout:.0f} s")
+    return len(pending)
+
+
+@contextmanager
+def artifacts_stored_at_the_end() -> Iterator[None]:
+    """Around a flow's body: when the flow run has no parent (the nightly run, or a stage
+    sub-flow rerun on its own) its artifacts are stored before it ends, failed or not (the
+    process may end next, and a finished run's artifacts should be there to read). A
+    sub-flow inside the nightly run leaves them to its parent and goes on."""
+    try:
+        yield
+    finally:
+        from prefect.context import FlowRunContext
+
+        context = FlowRunContext.get()
+        run = context.flow_run if context is not None else None
+        if run is None or run.parent_task_run_id is None:
+            flush_artifacts()
 
 
 def _warn(message: str) -> None:
