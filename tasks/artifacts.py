@@ -12,7 +12,7 @@ wider audience than the report's recipients, and a preview does not need them to
 A stage does not wait for the API to store its artifacts: each request (~45 ms, nearly
 all of it the server's) is sent by one background thread, in the run context of the task
 that made it, while the stage goes on; `flush_artifacts` waits for them, and the
-outermost flow run of the process calls it before it ends (`flush_if_outermost`). The
+outermost flow run of the process calls it before it ends (`artifacts_stored_at_the_end`). The
 frames are turned into the artifact's rows at once, in the stage's own thread.
 """
 
