@@ -11,7 +11,7 @@ Three GX behaviours shape this module:
   `load_suite` compares the loaded count with the file's and raises on a mismatch.
 - `import great_expectations` takes seconds, so the context and the suites are built once
   per process (behind a lock: Prefect may run tasks in threads).
-- GX's cost per expectation is mostly fixed, whatever the rows (`_configurations_memoised`).
+- GX's cost per expectation is mostly fixed, whatever the rows (tasks/gx_memo.py).
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.config import PROJECT_ROOT
+from tasks.gx_memo import configurations_memoised, install_configuration_memo
 from tasks.settings import CRITICAL, ERROR, QUALITY_REPORT_COLUMNS, WARNING
 
 if TYPE_CHECKING:
@@ -47,7 +46,6 @@ PARTIAL_UNEXPECTED_COUNT = 20
 
 _lock = threading.RLock()
 _state: dict[str, Any] = {}
-_memo = threading.local()  # .configurations: {id(expectation): (expectation, configuration)}
 
 
 class SuiteError(RuntimeError):
@@ -92,7 +90,7 @@ def _context() -> Any:
             # rows. GX itself skips it above 1 GB; the threshold is a module constant.
             pandas_execution_engine.HASH_THRESHOLD = 0
 
-            _install_configuration_memo()
+            install_configuration_memo()
             context = gx.get_context(mode="ephemeral")
             # tqdm bars on stderr would drown the run log.
             context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -100,51 +98,6 @@ def _context() -> Any:
             _state["context"] = context
             _state["batch_definition"] = asset.add_batch_definition_whole_dataframe("whole")
         return _state["batch_definition"]
-
-
-def _install_configuration_memo() -> None:
-    """Make `Expectation.configuration` answer from `_configurations_memoised`'s memo.
-
-    GX 1.24 rebuilds an expectation's whole configuration (a pydantic `.dict()` and a new
-    ExpectationConfiguration) on every access, and its metric-graph code reads it once per
-    kwarg it looks up: ~125 times per expectation per validation. That is GX's largest
-    fixed cost here: a 21-rule suite took 0.61 s on 50 rows and 0.63 s on 91 k rows, and
-    0.37 s / 0.45 s with the memo (medians of 6, alternating). Outside a memoised scope,
-    and on any other thread, the property behaves exactly as GX's own.
-    """
-    from great_expectations.expectations.expectation import Expectation
-
-    original = Expectation.__dict__["configuration"]
-    if getattr(original.fget, "memoised", False):
-        return
-
-    def configuration(self: Any) -> Any:
-        memo = getattr(_memo, "configurations", None)
-        if memo is None:
-            return original.fget(self)
-        hit = memo.get(id(self))
-        if hit is None or hit[0] is not self:
-            # The expectation is kept in the memo with its configuration, so its id cannot
-            # be reused by another object while the scope lasts.
-            hit = memo[id(self)] = (self, original.fget(self))
-        return hit[1]
-
-    configuration.memoised = True  # type: ignore[attr-defined]
-    Expectation.configuration = property(configuration, doc=original.__doc__)  # type: ignore[method-assign]
-
-
-@contextmanager
-def _configurations_memoised() -> Iterator[None]:
-    """Within this scope (one suite validation, on this thread) an expectation's
-    configuration is built once. Safe because nothing changes an expectation while GX
-    validates it: the validator fills the parameters into the suite's configurations (the
-    suite's own expectations are left as they are) and validates new expectation objects
-    made from them; the memo ends with the scope, so the next validation starts afresh."""
-    _memo.configurations = {}
-    try:
-        yield
-    finally:
-        _memo.configurations = None
 
 
 def suite_path(name: str, directory: Path | None = None) -> Path:
@@ -328,7 +281,7 @@ def run_suite(
                 if checks is None:
                     continue
                 validator.result_format = result_format
-                with _configurations_memoised():
+                with configurations_memoised():
                     validation = validator.validate_expectation_suite(checks, parameters or {})
                 for result in validation.results:
                     rule_result = _to_rule_result(result, skipped_rules or set())

@@ -233,11 +233,11 @@ def test_memoised_configurations_never_carry_one_validations_parameters_into_the
 
 
 def test_configurations_are_memoised_only_inside_a_validation() -> None:
-    from tasks.gx_suites import _configurations_memoised
+    from tasks.gx_memo import configurations_memoised
 
     expectation = load_suite("transactions").expectations[0]
     assert expectation.configuration is not expectation.configuration  # GX's own behaviour
-    with _configurations_memoised():
+    with configurations_memoised():
         assert expectation.configuration is expectation.configuration
         assert expectation.configuration == load_suite("transactions").expectations[0].configuration
     assert expectation.configuration is not expectation.configuration
