@@ -79,6 +79,23 @@ def test_dates_beyond_nanosecond_range_are_kept_as_invalid_text() -> None:
     assert stg["order_date__invalid"].tolist()[:2] == ["0001-01-01 00:00:00", "9999-12-31"]
 
 
+def test_typed_dates_beyond_nanosecond_range_are_kept_as_invalid_text() -> None:
+    # A typed source (the fast readers give datetime64[us, UTC]) can hold year 1 and 9999;
+    # in-range columns skip the element-wise check, out-of-range values must still go.
+    stamps = pd.Series(
+        pd.to_datetime(["0001-01-01", "2025-07-04", None, "9999-12-31"], format="ISO8601").as_unit("us")
+    ).dt.tz_localize("UTC")
+    stg = normalize("transactions", pd.DataFrame({"transaction_id": ["T1", "T2", "T3", "T4"], "order_date": stamps}))
+    assert stg["order_date"].dtype == "datetime64[ns, UTC]"
+    assert stg["order_date"].isna().tolist() == [True, False, True, True]
+    assert stg.loc[1, "order_date"] == pd.Timestamp("2025-07-04", tz="UTC")
+    assert stg["order_date__invalid"].notna().tolist() == [True, False, False, True]
+
+    in_range = normalize("transactions", pd.DataFrame({"transaction_id": ["T2", "T3"], "order_date": stamps[1:3]}))
+    assert in_range["order_date"].isna().tolist() == [False, True]
+    assert in_range["order_date__invalid"].isna().all()
+
+
 def test_text_ids_that_went_through_a_float_lose_their_zero_fraction_only() -> None:
     raw = pd.DataFrame(
         {
