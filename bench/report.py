@@ -139,6 +139,6 @@ def markdown(summary: dict[str, Any], context: dict[str, Any]) -> str:
         lines.append(f"- naive baseline failed in {len(context['naive_failures'])} run(s): "
                      + "; ".join(context["naive_failures"]))
     if context.get("naive_identical") is not None:
-        lines.append(f"- naive baseline's customer_performance CSV byte-identical to the pipeline's: "
-                     f"{context['naive_identical']}")
+        lines.append("- naive baseline's three CSVs (customer performance, regional summary, quality "
+                     f"report) byte-identical to the pipeline's, last repeat: {context['naive_identical']}")
     return "\n".join(lines) + "\n"
