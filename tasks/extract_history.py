@@ -136,5 +136,6 @@ def extract_history(
                 datetimes=["order_date"],
                 chunk_rows=source.chunk_rows,
                 fast_path=fast_path,
+                connectorx=fast_path,
             )
     return aggregate_history(orders)

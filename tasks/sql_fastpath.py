@@ -37,6 +37,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from tasks.arrow_typing import typed_columns, utc_timestamps
+from tasks.sql_connectorx import connectorx_table
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +303,15 @@ def _fast_table(
     return None
 
 
+def _connectorx_table(connection: sa.Connection, query: sa.Select, names: list[str]) -> pa.Table | None:
+    sql, params = bound_statement(query, connection.dialect)
+    try:
+        return connectorx_table(connection, sql, params, names)
+    except Exception as exc:  # noqa: BLE001  any failure of the optional reader: the streaming one reads
+        log.warning("ConnectorX failed (%s: %s); reading with mysqlclient", type(exc).__name__, exc)
+        return None
+
+
 def read_query(
     connection: sa.Connection,
     query: sa.Select,
@@ -310,15 +320,21 @@ def read_query(
     datetimes: Sequence[str],
     chunk_rows: int,
     fast_path: bool = True,
+    connectorx: bool = False,
 ) -> pd.DataFrame:
     """The rows of `query` (whose columns are `kinds`' keys, in order) as a frame.
 
     Both readers give the same frame: columns typed by `typed_columns` / the driver, the
     `datetimes` columns as datetime64[us, UTC] where every value converts. No rows gives
-    object columns. `fast_path=False` forces the generic reader.
+    object columns. `fast_path=False` forces the generic reader; `connectorx=True` reads
+    MariaDB / MySQL through ConnectorX where that is safe (tasks/sql_connectorx.py).
     """
     names = list(kinds)
-    table = _fast_table(connection, query, names, chunk_rows) if fast_path else None
+    table = None
+    if fast_path and connectorx and streams_server_text(connection):
+        table = _connectorx_table(connection, query, names)
+    if table is None and fast_path:
+        table = _fast_table(connection, query, names, chunk_rows)
     if table is not None:
         frame = pd.DataFrame()
         if table.num_rows:

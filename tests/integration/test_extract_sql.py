@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
@@ -277,11 +278,23 @@ def test_fast_path_returns_the_generic_paths_frame(stored, dialect, monkeypatch)
         return stream_mysql(raw, query, dialect, *args)
 
     monkeypatch.setattr(sql_fastpath, "stream_mysql", recording_stream)
+    through_connectorx: list[str] = []
+    connectorx_table = sql_fastpath.connectorx_table
+
+    def recording_connectorx(connection, sql, *args):
+        table = connectorx_table(connection, sql, *args)
+        if table is not None:
+            through_connectorx.append(sql)
+        return table
+
+    monkeypatch.setattr(sql_fastpath, "connectorx_table", recording_connectorx)
     fast, fast_history = july_and_june(backend, fast_path=True), history(True)
     if dialect == "mysql":
-        # The streaming reader gets the server's text: no cast for a driver's converters,
-        # which were half of MariaDB's work on the history's rows (bench/README.md).
-        assert len(statements) == 2 and not any("CAST" in s.upper() for s in statements)
+        # The period's rows stream through mysqlclient, the history through ConnectorX;
+        # both get the server's values: no cast for a driver's converters, which were half
+        # of MariaDB's work on the history's rows (bench/README.md).
+        assert len(statements) == 1 and len(through_connectorx) == 1
+        assert not any("CAST" in s.upper() for s in statements + through_connectorx)
     order = ["transaction_id", "order_date"]
     pd.testing.assert_frame_equal(
         fast.sort_values(order).reset_index(drop=True),
@@ -662,3 +675,130 @@ def test_mariadb_text_order_dates_that_do_not_parse_are_left_out_of_history(mysq
     ]
     assert history["first_order_at"].tolist() == [pd.Timestamp("2025-07-10 12:00:00", tz="UTC")]
     assert history["last_order_at"].tolist() == [pd.Timestamp("2025-07-20 08:00:00", tz="UTC")]
+
+
+# ---------------------------------------------------------------- the history through ConnectorX
+
+
+def _orders_table(engine: sa.Engine, amount_type: str = "DECIMAL(12,2)") -> None:
+    with engine.begin() as c:
+        c.execute(
+            sa.text(
+                "CREATE TABLE transactions (id INT PRIMARY KEY, transaction_id VARCHAR(20), "
+                f"customer_id VARCHAR(20), order_date DATETIME(6), amount {amount_type}, "
+                f"discount_applied {amount_type}, currency CHAR(3), status VARCHAR(20))"
+            )
+        )
+        c.execute(
+            sa.text(
+                "INSERT INTO transactions VALUES "
+                "(1, 'T1', 'C-ü', '2025-07-10 12:00:00.250000', 10.10, NULL, 'EUR', 'completed'),"
+                "(2, 'T2', 'C-😀', '2024-02-29 23:59:59', 99999999.99, 0.01, NULL, 'Completed'),"
+                "(3, 'T3', 'NULL', '2025-01-01 00:00:00', 0.05, 0.05, 'USD', 'completed'),"
+                "(4, 'T3', 'NULL', '2025-01-01 00:00:00', 0.05, 0.05, 'USD', 'completed'),"  # a copy
+                "(5, 'T4', 'c\\\\1''%s', '1999-12-31 23:00:00', 1.99, 2.50, 'usd', 'completed'),"
+                "(6, 'T5', 'C-ü', '2025-07-31 23:59:59.999999', 5.00, NULL, 'EUR', 'completed'),"
+                "(7, 'T6', 'C-ü', '2025-08-01 02:00:00', 7.00, NULL, 'EUR', 'completed'),"  # as_of: out
+                "(8, 'T7', 'C9', '2025-03-03 03:03:03', 3.00, NULL, 'EUR', 'cancelled')"
+            )
+        )
+
+
+def test_history_through_connectorx_equals_the_streaming_readers(mysql_url, monkeypatch):
+    engine = sa.create_engine(mysql_url)
+    _orders_table(engine)
+    config = source(mysql_url, "transactions")
+
+    def history() -> pd.DataFrame:
+        return extract_history(
+            engine, config, timezone="UTC", as_of=AS_OF, revenue_statuses=["completed"]
+        )
+
+    used: list[pa.Table] = []
+    connectorx_table = sql_fastpath.connectorx_table
+
+    def spying(*args):
+        used.append(connectorx_table(*args))
+        return used[-1]
+
+    monkeypatch.setattr(sql_fastpath, "connectorx_table", spying)
+    through_connectorx = history()
+    assert len(used) == 1 and used[0] is not None, "ConnectorX was not used"
+    monkeypatch.setattr(sql_fastpath, "connectorx_table", lambda *args: None)
+    streamed = history()
+    engine.dispose()
+    pd.testing.assert_frame_equal(through_connectorx, streamed, check_exact=True)
+    # and what they agree on is right: text, money, copies, times, the as_of bound
+    assert through_connectorx[["customer_id", "net_amount", "order_count"]].values.tolist() == [
+        ["C-ü", 15.10, 2],
+        ["C-😀", 99999999.98, 1],
+        ["NULL", 0.0, 1],  # the text 'NULL', its copy counted once
+        ["c\\1'%s", -0.51, 1],
+    ]
+    assert through_connectorx["currency"].fillna("(null)").tolist() == ["EUR", "(null)", "USD", "usd"]
+    assert through_connectorx["last_order_at"].iloc[0] == pd.Timestamp("2025-07-31 23:59:59.999999", tz="UTC")
+
+
+@pytest.mark.parametrize(
+    ("amount_type", "url_suffix", "reason"),
+    [
+        ("DOUBLE", "", "columns ConnectorX would not hand over exactly: ['amount', 'discount_applied']"),
+        ("DECIMAL(30,12)", "", "columns ConnectorX would not hand over exactly: ['amount', 'discount_applied']"),
+        ("DECIMAL(12,2)", "?charset=utf8mb4", "the URL has options (charset)"),
+    ],
+)
+def test_connectorx_is_left_out_where_it_would_not_be_exact(mysql_url, amount_type, url_suffix, reason, caplog):
+    engine = sa.create_engine(mysql_url + url_suffix)
+    _orders_table(engine, amount_type)
+    with caplog.at_level("INFO", logger="tasks.sql_connectorx"):
+        history = extract_history(
+            engine, source(mysql_url, "transactions"), timezone="UTC", as_of=AS_OF,
+            revenue_statuses=["completed"],
+        )
+    engine.dispose()
+    assert f"history read with mysqlclient: {reason}" in caplog.text
+    assert history["order_count"].sum() == 5  # still read, by the streaming reader
+
+
+def test_a_failing_connectorx_read_falls_back_to_the_streaming_reader(mysql_url, monkeypatch, caplog):
+    import connectorx
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("DriverError(Server(ServerError { code: 1045 }))")
+
+    monkeypatch.setattr(connectorx, "read_sql", refused)
+    engine = sa.create_engine(mysql_url)
+    _orders_table(engine)
+    with caplog.at_level("WARNING", logger="tasks.sql_fastpath"):
+        history = extract_history(
+            engine, source(mysql_url, "transactions"), timezone="UTC", as_of=AS_OF,
+            revenue_statuses=["completed"],
+        )
+    engine.dispose()
+    assert "ConnectorX failed (RuntimeError: DriverError" in caplog.text
+    assert history["order_count"].sum() == 5
+
+
+def test_a_value_connectorx_cannot_take_falls_back_with_the_same_history(mysql_url, monkeypatch, caplog):
+    engine = sa.create_engine(mysql_url)
+    _orders_table(engine)
+    with engine.begin() as c:
+        c.execute(sa.text("SET SESSION sql_mode = ''"))  # lets a zero day in
+        c.execute(sa.text(
+            "INSERT INTO transactions VALUES (9, 'T9', 'C9', '2025-02-00 10:00:00', 4.00, NULL, 'EUR', 'completed')"
+        ))
+
+    def history() -> pd.DataFrame:
+        return extract_history(
+            engine, source(mysql_url, "transactions"), timezone="UTC", as_of=AS_OF,
+            revenue_statuses=["completed"],
+        )
+
+    with caplog.at_level("WARNING", logger="tasks.sql_fastpath"):
+        after_a_panic = history()
+    assert "ConnectorX failed (ConnectorXPanic: " in caplog.text
+    monkeypatch.setattr(sql_fastpath, "connectorx_table", lambda *args: None)
+    streamed = history()
+    engine.dispose()
+    pd.testing.assert_frame_equal(after_a_panic, streamed, check_exact=True)
+    assert "C9" in after_a_panic["customer_id"].tolist()
