@@ -23,13 +23,14 @@ streams the rows with mysqlclient as before:
   BIGINT UNSIGNED may not fit.
 
 Values are handed on as the streaming reader hands them, so the typing after it is the
-same: DECIMAL as exact text ('12.3000000000' for the server's '12.30'), text as text, integers and date/times typed
-(which the same casts accept unchanged). The query's parameters are inlined by
-mysqlclient's own quoting, the text it sends the server itself.
+same: DECIMAL as exact text ('12.3000000000' for the server's '12.30'), text as text,
+integers and date/times typed (which the same casts accept unchanged). The query's
+parameters are inlined by mysqlclient's own quoting, the text it sends the server itself.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from urllib.parse import quote
 
@@ -75,9 +76,7 @@ def connectorx_table(connection: sa.Connection, sql: str, params: tuple, names: 
 
 
 def _why_not(connection: sa.Connection, text: str) -> str | None:
-    try:
-        import connectorx  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("connectorx") is None:
         return "connectorx is not installed"
     url = connection.engine.url
     if url.query:

@@ -704,15 +704,16 @@ def _orders_table(engine: sa.Engine, amount_type: str = "DECIMAL(12,2)") -> None
         )
 
 
+def _history(engine: sa.Engine, url: str) -> pd.DataFrame:
+    return extract_history(
+        engine, source(url, "transactions"), timezone="UTC", as_of=AS_OF,
+        revenue_statuses=["completed"],
+    )
+
+
 def test_history_through_connectorx_equals_the_streaming_readers(mysql_url, monkeypatch):
     engine = sa.create_engine(mysql_url)
     _orders_table(engine)
-    config = source(mysql_url, "transactions")
-
-    def history() -> pd.DataFrame:
-        return extract_history(
-            engine, config, timezone="UTC", as_of=AS_OF, revenue_statuses=["completed"]
-        )
 
     used: list[pa.Table] = []
     connectorx_table = sql_fastpath.connectorx_table
@@ -722,10 +723,10 @@ def test_history_through_connectorx_equals_the_streaming_readers(mysql_url, monk
         return used[-1]
 
     monkeypatch.setattr(sql_fastpath, "connectorx_table", spying)
-    through_connectorx = history()
+    through_connectorx = _history(engine, mysql_url)
     assert len(used) == 1 and used[0] is not None, "ConnectorX was not used"
     monkeypatch.setattr(sql_fastpath, "connectorx_table", lambda *args: None)
-    streamed = history()
+    streamed = _history(engine, mysql_url)
     engine.dispose()
     pd.testing.assert_frame_equal(through_connectorx, streamed, check_exact=True)
     # and what they agree on is right: text, money, copies, times, the as_of bound
@@ -751,10 +752,7 @@ def test_connectorx_is_left_out_where_it_would_not_be_exact(mysql_url, amount_ty
     engine = sa.create_engine(mysql_url + url_suffix)
     _orders_table(engine, amount_type)
     with caplog.at_level("INFO", logger="tasks.sql_connectorx"):
-        history = extract_history(
-            engine, source(mysql_url, "transactions"), timezone="UTC", as_of=AS_OF,
-            revenue_statuses=["completed"],
-        )
+        history = _history(engine, mysql_url)
     engine.dispose()
     assert f"history read with mysqlclient: {reason}" in caplog.text
     assert history["order_count"].sum() == 5  # still read, by the streaming reader
@@ -770,10 +768,7 @@ def test_a_failing_connectorx_read_falls_back_to_the_streaming_reader(mysql_url,
     engine = sa.create_engine(mysql_url)
     _orders_table(engine)
     with caplog.at_level("WARNING", logger="tasks.sql_fastpath"):
-        history = extract_history(
-            engine, source(mysql_url, "transactions"), timezone="UTC", as_of=AS_OF,
-            revenue_statuses=["completed"],
-        )
+        history = _history(engine, mysql_url)
     engine.dispose()
     assert "ConnectorX failed (RuntimeError: DriverError" in caplog.text
     assert history["order_count"].sum() == 5
@@ -788,17 +783,11 @@ def test_a_value_connectorx_cannot_take_falls_back_with_the_same_history(mysql_u
             "INSERT INTO transactions VALUES (9, 'T9', 'C9', '2025-02-00 10:00:00', 4.00, NULL, 'EUR', 'completed')"
         ))
 
-    def history() -> pd.DataFrame:
-        return extract_history(
-            engine, source(mysql_url, "transactions"), timezone="UTC", as_of=AS_OF,
-            revenue_statuses=["completed"],
-        )
-
     with caplog.at_level("WARNING", logger="tasks.sql_fastpath"):
-        after_a_panic = history()
+        after_a_panic = _history(engine, mysql_url)
     assert "ConnectorX failed (ConnectorXPanic: " in caplog.text
     monkeypatch.setattr(sql_fastpath, "connectorx_table", lambda *args: None)
-    streamed = history()
+    streamed = _history(engine, mysql_url)
     engine.dispose()
     pd.testing.assert_frame_equal(after_a_panic, streamed, check_exact=True)
     assert "C9" in after_a_panic["customer_id"].tolist()
