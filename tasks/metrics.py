@@ -28,6 +28,7 @@ from tasks.money import (
 )
 from tasks.period import Period
 from tasks.settings import CLOSED_TICKET_STATUSES, CUSTOMER_PERFORMANCE_COLUMNS
+from tasks.side_by_side import run_side_by_side
 
 logger = logging.getLogger(__name__)
 
@@ -292,10 +293,13 @@ def customer_metrics(
     out = out.sort_values("customer_id", kind="mergesort").reset_index(drop=True)
     ids = out["customer_id"]
 
-    current = _Aligned(purchase_totals(transactions, rates, config.revenue_statuses), ids)
-    previous = _Aligned(purchase_totals(transactions_prev, rates, config.revenue_statuses), ids)
-    contacts = _Aligned(interaction_totals(interactions), ids)
-    lifetime = _Aligned(history_totals(history, rates), ids)
+    # Four independent group-bys (their hashing and lookups release the GIL): side by side.
+    current, previous, contacts, lifetime = run_side_by_side(
+        lambda: _Aligned(purchase_totals(transactions, rates, config.revenue_statuses), ids),
+        lambda: _Aligned(purchase_totals(transactions_prev, rates, config.revenue_statuses), ids),
+        lambda: _Aligned(interaction_totals(interactions), ids),
+        lambda: _Aligned(history_totals(history, rates), ids),
+    )
 
     revenue_cents = current.column("revenue_cents", 0)
     prev_cents = previous.column("revenue_cents", 0)

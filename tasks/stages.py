@@ -8,6 +8,7 @@ normalize, quality, metrics and aggregate; this module is the I/O around it.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import pandas as pd
 from prefect import task
@@ -19,10 +20,11 @@ from tasks.extract import period_spec, window_spec
 from tasks.filter_pandas import filter_mask
 from tasks.metrics import customer_metrics
 from tasks.normalize import empty_quarantine, normalize, normalize_history, quarantine_rows
-from tasks.quality import validate_metrics, validate_source
+from tasks.quality import ValidationOutcome, validate_metrics, validate_source
 from tasks.quality_report import assert_accounting, build_report, check_thresholds
 from tasks.run_context import RunContext
 from tasks.settings import CRITICAL, RULE_EVENT_TIME_MISSING, SOURCES
+from tasks.side_by_side import run_side_by_side
 
 
 class QualityThresholdError(RuntimeError):
@@ -50,56 +52,67 @@ def dated_in_another_month(stg: pd.DataFrame, event_time: str, period: str) -> p
     return (month.notna() & (month != period)).fillna(False).astype(bool)
 
 
+def _filter_source(run: RunContext, source: str) -> tuple[dict[str, int], pd.DataFrame | None]:
+    """Type one source, stage its period's rows (and, for sales, the previous month's);
+    return its counts and the rows quarantined for a missing event time (None for a
+    dimension, which has no event time)."""
+    staging, config = run.staging, run.config
+    stg = normalize(source, staging.read(f"raw_{source}"))
+    event_time = config.event_time(source)
+    if event_time is None:  # a dimension: every row, whatever its dates
+        staging.write(f"stg_{source}", stg)
+        counts = {"extracted": len(stg), "in_period": len(stg), "event_time_missing": 0}
+        publish_preview("filter-period", f"stg-{source}", stg, counts)
+        return counts, None
+    missing = stg[event_time].isna() & ~dated_in_another_month(stg, event_time, str(run.period))
+    quarantined = quarantine_rows(
+        source, stg[missing], rule=RULE_EVENT_TIME_MISSING, column=event_time, severity=CRITICAL
+    )
+    has_time = stg[event_time].notna()
+    dated = stg if has_time.all() else stg[has_time]  # the usual case needs no copy
+    in_period = filter_mask(dated, period_spec(config, source, run.period), config.timezone)
+    kept = dated[in_period]
+    staging.write(f"stg_{source}", kept)
+    counts = {
+        "extracted": len(stg),
+        "in_period": int(in_period.sum()),
+        "event_time_missing": int(missing.sum()),
+    }
+    if source == "transactions":
+        previous = filter_mask(dated, window_spec(event_time, run.period.previous()), config.timezone)
+        previous &= ~in_period
+        staging.write("stg_transactions_prev", dated[previous])
+        counts["previous_period"] = int(previous.sum())
+    # rows of other months (a pushed-down filter returns few; a source that cannot
+    # push down returns many): not this period's, so outside its accounting
+    counts["other_periods"] = len(stg) - sum(
+        counts.get(k, 0) for k in ("in_period", "event_time_missing", "previous_period")
+    )
+    # From the frame in hand: reading the staged file back only to show 10 rows cost a
+    # whole read per source.
+    publish_preview("filter-period", f"stg-{source}", kept, counts)
+    return counts, quarantined
+
+
+def _stage_history(run: RunContext) -> None:
+    run.staging.write("stg_history", normalize_history(run.staging.read("history")))
+
+
 @task(name="apply-period-filter")
 def apply_period_filter(config_path: str, period: str, run_id: str) -> dict[str, dict[str, int]]:
     """Type every source, keep the period's rows, quarantine rows without an event time."""
     started = time.perf_counter()
     run = RunContext.build(config_path, period, run_id)
     run.inject_fault("filter_period")
-    staging, config = run.staging, run.config
-    counts: dict[str, dict[str, int]] = {}
-    quarantined = [empty_quarantine()]
-    for source in SOURCES:
-        stg = normalize(source, staging.read(f"raw_{source}"))
-        event_time = config.event_time(source)
-        if event_time is None:  # a dimension: every row, whatever its dates
-            staging.write(f"stg_{source}", stg)
-            counts[source] = {"extracted": len(stg), "in_period": len(stg), "event_time_missing": 0}
-            publish_preview("filter-period", f"stg-{source}", stg, counts[source])
-            continue
-        missing = stg[event_time].isna() & ~dated_in_another_month(stg, event_time, str(run.period))
-        quarantined.append(
-            quarantine_rows(source, stg[missing], rule=RULE_EVENT_TIME_MISSING, column=event_time, severity=CRITICAL)
-        )
-        has_time = stg[event_time].notna()
-        dated = stg if has_time.all() else stg[has_time]  # the usual case needs no copy
-        in_period = filter_mask(dated, period_spec(config, source, run.period), config.timezone)
-        kept = dated[in_period]
-        staging.write(f"stg_{source}", kept)
-        source_counts = {
-            "extracted": len(stg),
-            "in_period": int(in_period.sum()),
-            "event_time_missing": int(missing.sum()),
-        }
-        if source == "transactions":
-            previous = filter_mask(dated, window_spec(event_time, run.period.previous()), config.timezone)
-            previous &= ~in_period
-            staging.write("stg_transactions_prev", dated[previous])
-            source_counts["previous_period"] = int(previous.sum())
-        # rows of other months (a pushed-down filter returns few; a source that cannot
-        # push down returns many): not this period's, so outside its accounting
-        source_counts["other_periods"] = len(stg) - sum(
-            source_counts.get(k, 0) for k in ("in_period", "event_time_missing", "previous_period")
-        )
-        counts[source] = source_counts
-        # From the frame in hand: reading the staged file back only to show 10 rows cost a
-        # whole read per source.
-        publish_preview("filter-period", f"stg-{source}", kept, source_counts)
-        del kept
-    staging.write("stg_history", normalize_history(staging.read("history")))
-    quarantine = pd.concat(quarantined, ignore_index=True)
-    staging.write("quarantine_filter", quarantine)
-    staging.write_json("filter_counts", counts)
+    # The sources (and the history) share nothing until the counts are gathered.
+    *per_source, _ = run_side_by_side(
+        *(partial(_filter_source, run, source) for source in SOURCES), partial(_stage_history, run)
+    )
+    counts = {source: source_counts for source, (source_counts, _) in zip(SOURCES, per_source, strict=True)}
+    quarantined = [rows for _, rows in per_source if rows is not None]
+    quarantine = pd.concat([empty_quarantine(), *quarantined], ignore_index=True)
+    run.staging.write("quarantine_filter", quarantine)
+    run.staging.write_json("filter_counts", counts)
     rows_in = sum(c["extracted"] for c in counts.values())
     rows_out = sum(c["in_period"] for c in counts.values())
     _log_stage("filter_period", rows_in, rows_out, len(quarantine), started)
@@ -123,23 +136,22 @@ def validate_sources(config_path: str, period: str, run_id: str) -> dict[str, ob
     stg_customers = staging.read("stg_customers")
     customers = validate_source("customers", stg_customers, known_customer_ids=None, **common)
     customer_ids = customers.clean["customer_id"].dropna()  # orphans: not a usable customer
-    outcomes = {
-        "customers": customers,
-        "transactions": validate_source(
-            "transactions", staging.read("stg_transactions"), known_customer_ids=customer_ids, **common
-        ),
-        "interactions": validate_source(
-            "interactions", staging.read("stg_interactions"), known_customer_ids=customer_ids, **common
-        ),
-    }
-    # The previous month is cleansed by the same rules (for growth and retention) but is
-    # not this period's data, so its findings stay out of this period's report.
-    previous = validate_source(
-        "transactions",
-        staging.read("stg_transactions_prev"),
-        known_customer_ids=customer_ids,
-        **{**common, "period": run.period.previous()},
+
+    def validated(source: str, staged: str, **overrides: object) -> ValidationOutcome:
+        return validate_source(
+            source, staging.read(staged), known_customer_ids=customer_ids, **{**common, **overrides}
+        )
+
+    # The sales and the contacts need only the clean customer ids: side by side (GX itself
+    # validates one frame at a time; the checks and cleansing around it overlap). The
+    # previous month is cleansed by the same rules (for growth and retention) but is not
+    # this period's data, so its findings stay out of this period's report.
+    transactions, interactions, previous = run_side_by_side(
+        partial(validated, "transactions", "stg_transactions"),
+        partial(validated, "interactions", "stg_interactions"),
+        partial(validated, "transactions", "stg_transactions_prev", period=run.period.previous()),
     )
+    outcomes = {"customers": customers, "transactions": transactions, "interactions": interactions}
     filter_counts = staging.read_json("filter_counts")
     filter_quarantine = staging.read("quarantine_filter")
     extracted = {
@@ -219,8 +231,11 @@ def compute_customer_metrics(config_path: str, period: str, run_id: str) -> dict
         config=config.metrics,
     )
     del customers  # not held through the metrics suite (10⁶ customers: ~200 MB)
-    staging.write("customer_performance", performance)
-    metrics_report = validate_metrics(performance, sample_values=config.quality.sample_values)
+    # The table is written while its suite checks it (neither changes it).
+    _, metrics_report = run_side_by_side(
+        partial(staging.write, "customer_performance", performance),
+        partial(validate_metrics, performance, sample_values=config.quality.sample_values),
+    )
     staging.write("quality_report_metrics", metrics_report)
     publish_preview("calculate-metrics", "customer-performance", performance, {"customers": len(performance)})
     failed = metrics_report[~metrics_report["success"].astype(bool)]
@@ -239,14 +254,18 @@ def aggregate_performance(config_path: str, period: str, run_id: str) -> dict[st
     performance = staging.read("customer_performance")
     transactions = staging.read("transactions")
     interactions = staging.read("interactions")
-    regional = regional_summary(
-        performance, transactions, staging.read("transactions_prev"),
-        period=run.period, rates=config.rates(), config=config.metrics,
+    transactions_prev = staging.read("transactions_prev")
+    common = dict(period=run.period, rates=config.rates(), config=config.metrics)
+
+    def regional_and_insights() -> tuple[pd.DataFrame, dict]:
+        regional = regional_summary(performance, transactions, transactions_prev, **common)
+        return regional, business_insights(performance, regional, interactions)
+
+    # Two readers of the same frames, sharing nothing else: side by side.
+    (regional, insights), trends = run_side_by_side(
+        regional_and_insights,
+        partial(performance_trends, performance, transactions, interactions, **common),
     )
-    trends = performance_trends(
-        performance, transactions, interactions, period=run.period, rates=config.rates(), config=config.metrics
-    )
-    insights = business_insights(performance, regional, interactions)
     staging.write("regional_summary", regional)
     staging.write("performance_trends", trends)
     staging.write_json("insights", insights)
