@@ -124,6 +124,7 @@ def _as_streamed(values: pa.ChunkedArray) -> pa.ChunkedArray:
     """A ConnectorX column as the streaming reader's typing expects it."""
     kind = values.type
     if pa.types.is_decimal(kind) or pa.types.is_large_string(kind):
-        # DECIMAL as its digits ('12.3000000000': the same number as the server's '12.30')
+        # DECIMAL as its digits ('12.3000000000': the same number as the server's '12.30');
+        # text as the plain strings the streaming reader builds
         return pc.cast(values, pa.string())
     return values
