@@ -49,13 +49,22 @@ _UNSIGNED_FLAG = 32
 _UTC_NAMES = {"+00:00", "UTC", "GMT", "Etc/UTC", "Coordinated Universal Time"}
 
 
-class ConnectorXPanic(RuntimeError):
-    """ConnectorX gave up on a value (a Rust panic); the caller reads with mysqlclient."""
+class ConnectorXFailed(RuntimeError):
+    """ConnectorX's own read failed (its connection, its driver, a value it cannot take);
+    the caller reads with mysqlclient. A failure of *our* session while checking whether
+    ConnectorX is safe is not this: it is raised as it is, for the retry policy to judge."""
+
+
+class ConnectorXPanic(ConnectorXFailed):
+    """ConnectorX gave up on a value (a Rust panic)."""
 
 
 def connectorx_table(connection: sa.Connection, sql: str, params: tuple, names: list[str]) -> pa.Table | None:
     """The rows of `sql` (mysqlclient's paramstyle, with `params`) as Arrow columns named
-    `names`, or None where ConnectorX is not installed or not safe here (logged why)."""
+    `names`, or None where ConnectorX is not installed or not safe here (logged why).
+
+    Raises ConnectorXFailed where ConnectorX's read fails; any other error came from our
+    own session (the checks run on it) and is the database's to report."""
     raw = connection.connection.dbapi_connection
     text = sql % tuple(raw.literal(value).decode("utf-8") for value in params)
     reason = _why_not(connection, text)
@@ -66,13 +75,15 @@ def connectorx_table(connection: sa.Connection, sql: str, params: tuple, names: 
 
     try:
         table = connectorx.read_sql(_url(connection.engine.url), text, return_type="arrow")
+        return pa.table([_as_streamed(column) for column in table.columns], names=names)
     except BaseException as exc:
         # A Rust panic arrives as pyo3's PanicException, a BaseException (it panics on a
         # zero day such as '2025-02-00', which MariaDB stores without strict mode).
         if type(exc).__name__ == "PanicException":
             raise ConnectorXPanic(str(exc).splitlines()[0] if str(exc) else "panic") from None
-        raise
-    return pa.table([_as_streamed(column) for column in table.columns], names=names)
+        if not isinstance(exc, Exception):
+            raise  # KeyboardInterrupt, SystemExit: not ConnectorX's failure
+        raise ConnectorXFailed(str(exc)) from exc
 
 
 def _why_not(connection: sa.Connection, text: str) -> str | None:

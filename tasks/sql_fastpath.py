@@ -37,7 +37,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from tasks.arrow_typing import typed_columns, utc_timestamps
-from tasks.sql_connectorx import connectorx_table
+from tasks.sql_connectorx import ConnectorXFailed, connectorx_table
 
 log = logging.getLogger(__name__)
 
@@ -307,9 +307,17 @@ def _connectorx_table(connection: sa.Connection, query: sa.Select, names: list[s
     sql, params = bound_statement(query, connection.dialect)
     try:
         return connectorx_table(connection, sql, params, names)
-    except Exception as exc:  # noqa: BLE001  any failure of the optional reader: the streaming one reads
-        log.warning("ConnectorX failed (%s: %s); reading with mysqlclient", type(exc).__name__, exc)
+    except ConnectorXFailed as exc:  # the optional reader's own failure: the streaming one reads
+        cause = exc.__cause__ or exc
+        log.warning("ConnectorX failed (%s: %s); reading with mysqlclient", type(cause).__name__, cause)
         return None
+    except Exception as exc:
+        # Our session failed a check (killed, timed out, gone away). Falling back would read
+        # on a connection SQLAlchemy has invalidated and fail with PendingRollbackError,
+        # which hides the transient cause from the retry policy (it did, in CI).
+        if not connection.invalidated:
+            connection.invalidate()  # a raw cursor's failure: SQLAlchemy does not know
+        raise _as_dbapi_error(exc, sql) from exc
 
 
 def read_query(

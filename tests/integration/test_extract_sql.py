@@ -774,6 +774,33 @@ def test_a_failing_connectorx_read_falls_back_to_the_streaming_reader(mysql_url,
     assert history["order_count"].sum() == 5
 
 
+def test_our_session_lost_while_checking_connectorx_is_raised_not_swallowed(mysql_url, monkeypatch):
+    """A kill that lands on our idle session between two queries (CI saw one: the operator's
+    KILL aimed at the column probe arrived just after it) must reach the retry policy as
+    the lost connection it is. It was once taken for ConnectorX's failure: the fallback then
+    read on the invalidated session and raised PendingRollbackError, which is not retried."""
+    from tasks.retry import is_transient
+
+    engine = sa.create_engine(mysql_url)
+    _orders_table(engine)
+    checks = sql_fastpath.connectorx_table
+
+    def killed_first(connection, *args):
+        session = connection.exec_driver_sql("SELECT CONNECTION_ID()").scalar_one()
+        with engine.connect() as operator:
+            operator.exec_driver_sql(f"KILL {session:d}")
+        return checks(connection, *args)
+
+    monkeypatch.setattr(sql_fastpath, "connectorx_table", killed_first)
+    with pytest.raises(sa.exc.DBAPIError) as raised:
+        _history(engine, mysql_url)
+    assert not isinstance(raised.value, sa.exc.PendingRollbackError)
+    assert is_transient(raised.value), raised.value
+    monkeypatch.setattr(sql_fastpath, "connectorx_table", checks)
+    assert _history(engine, mysql_url)["order_count"].sum() == 5  # the pool handed out a live session
+    engine.dispose()
+
+
 def test_a_value_connectorx_cannot_take_falls_back_with_the_same_history(mysql_url, monkeypatch, caplog):
     engine = sa.create_engine(mysql_url)
     _orders_table(engine)
