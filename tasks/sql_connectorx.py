@@ -71,9 +71,9 @@ def connectorx_table(connection: sa.Connection, sql: str, params: tuple, names: 
     if reason is not None:
         log.info("history read with mysqlclient: %s", reason)
         return None
-    import connectorx
-
     try:
+        import connectorx  # inside: a wheel that will not load is ConnectorX's failure too
+
         table = connectorx.read_sql(_url(connection.engine.url), text, return_type="arrow")
         return pa.table([_as_streamed(column) for column in table.columns], names=names)
     except BaseException as exc:
