@@ -22,10 +22,11 @@ streams the rows with mysqlclient as before:
   float where the server's text (what the other reader parses) may be shorter, and a
   BIGINT UNSIGNED may not fit.
 
-Values are handed on as the streaming reader hands them, so the typing after it is the
-same: DECIMAL as exact text ('12.3000000000' for the server's '12.30'), text as text,
-integers and date/times typed (which the same casts accept unchanged). The query's
-parameters are inlined by mysqlclient's own quoting, the text it sends the server itself.
+Values are handed on so that the typing after it gives what it gives the streaming
+reader's text: a DECIMAL (which always arrives as a "float" kind, extract_sql.read_expression)
+as the double its text parses to, text as text, integers and date/times typed (which the
+same casts accept unchanged). The query's parameters are inlined by mysqlclient's own
+quoting, the text it sends the server itself.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import importlib.util
 import logging
 from urllib.parse import quote
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
@@ -134,8 +136,40 @@ def _url(url: sa.URL) -> str:
 def _as_streamed(values: pa.ChunkedArray) -> pa.ChunkedArray:
     """A ConnectorX column as the streaming reader's typing expects it."""
     kind = values.type
+    if pa.types.is_decimal128(kind):
+        return pa.chunked_array([decimal_as_float(chunk) for chunk in values.chunks], pa.float64())
     if pa.types.is_decimal(kind) or pa.types.is_large_string(kind):
-        # DECIMAL as its digits ('12.3000000000': the same number as the server's '12.30');
-        # text as the plain strings the streaming reader builds
+        # text as the plain strings the streaming reader builds; a wider decimal as its digits
         return pc.cast(values, pa.string())
     return values
+
+
+EXACT_INTEGER = 2**53  # every integer up to this magnitude is a double exactly
+
+
+def decimal_as_float(values: pa.Array) -> pa.Array:
+    """decimal128 values as the doubles their text parses to (the nearest double to each).
+
+    Arrow's own decimal-to-float cast multiplies by 10^-scale and misses the nearest double
+    for a quarter of the history's amounts (124.30 -> 124.30000000000001), so the readers
+    would disagree. Here each value is its unscaled integer U divided by 10^scale: where
+    both are exact doubles (|U| <= 2^53, scale <= 22) the one IEEE division is correctly
+    rounded, as a parse is. Values beyond that (above ~900,000 at ConnectorX's scale 10)
+    are parsed from their text. Casting every value to text and back cost 0.76 s per 9 M
+    values at S = 10^6; this ~0.05 s.
+    """
+    scale = values.type.scale
+    if not 0 <= scale <= 22:
+        return pc.cast(pc.cast(values, pa.string()), pa.float64())
+    # Each value is 16 bytes, little-endian two's complement: low word, then high word.
+    words = np.frombuffer(values.buffers()[1], dtype="<i8")
+    words = words[2 * values.offset : 2 * (values.offset + len(values))].reshape(-1, 2)
+    low, high = words[:, 0], words[:, 1]
+    exact = (high == (low >> 63)) & (low <= EXACT_INTEGER) & (low >= -EXACT_INTEGER)
+    doubles = low.astype(np.float64) / float(10**scale)
+    valid = values.is_valid().to_numpy(zero_copy_only=False)
+    inexact = np.flatnonzero(valid & ~exact)
+    if len(inexact):
+        parsed = pc.cast(pc.cast(values.take(pa.array(inexact)), pa.string()), pa.float64())
+        doubles[inexact] = parsed.to_numpy(zero_copy_only=False)
+    return pa.array(doubles, pa.float64(), mask=~valid if values.null_count else None)
