@@ -155,8 +155,8 @@ def decimal_as_float(values: pa.Array) -> pa.Array:
     would disagree. Here each value is its unscaled integer U divided by 10^scale: where
     both are exact doubles (|U| <= 2^53, scale <= 22) the one IEEE division is correctly
     rounded, as a parse is. Values beyond that (above ~900,000 at ConnectorX's scale 10)
-    are parsed from their text. Casting every value to text and back cost 0.76 s per 9 M
-    values at S = 10^6; this ~0.05 s.
+    are parsed from their text. On 9 M amounts this takes 0.14-0.23 s against 0.51-0.55 s
+    through text (the history's two columns at S = 10^6: 0.76 s through text).
     """
     scale = values.type.scale
     if not 0 <= scale <= 22:
