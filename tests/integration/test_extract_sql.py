@@ -29,6 +29,7 @@ from tasks.extract_history import extract_history
 from tasks.extract_sql import SourceSchemaError, extract_table
 from tasks.filtering import Condition, FilterSpec
 from tasks.normalize import normalize, normalize_history
+from tasks.retry import is_transient
 
 pytestmark = pytest.mark.integration
 
@@ -779,8 +780,6 @@ def test_our_session_lost_while_checking_connectorx_is_raised_not_swallowed(mysq
     KILL aimed at the column probe arrived just after it) must reach the retry policy as
     the lost connection it is. It was once taken for ConnectorX's failure: the fallback then
     read on the invalidated session and raised PendingRollbackError, which is not retried."""
-    from tasks.retry import is_transient
-
     engine = sa.create_engine(mysql_url)
     _orders_table(engine)
     checks = sql_fastpath.connectorx_table
