@@ -137,5 +137,6 @@ def extract_history(
                 chunk_rows=source.chunk_rows,
                 fast_path=fast_path,
                 connectorx=fast_path,
+                arrow=True,
             )
     return aggregate_history(orders)

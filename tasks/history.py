@@ -8,20 +8,24 @@ rows (a transaction ingested twice) count once; then each (customer, currency) g
 first and last order time, its net amount and its order count. The sum is of whole cents
 held in float64, which is exact below 2**53 cents.
 
-DuckDB folds the rows (`SELECT DISTINCT` then `GROUP BY`, on the Arrow buffers pandas
-already holds, on every core): at 10^6 customers, 9 M order rows, it took 2.6-3.1 s where
-the same fold in pandas (`aggregate_history_pandas`, kept as the reference the tests
-compare with) took 7.9-8.6 s, mostly hashing 9 M transaction ids and grouping on text keys.
+DuckDB folds the rows (`SELECT DISTINCT` then `GROUP BY`, on Arrow buffers, on every
+core): at 10^6 customers, 9 M order rows, it took 2.6-3.1 s where the same fold in pandas
+(`aggregate_history_pandas`, kept as the reference the tests compare with) took 7.9-8.6 s,
+mostly hashing 9 M transaction ids and grouping on text keys. The rows come as the Arrow
+table the reader typed; the cents are computed on it with Arrow's kernels (`net_cents_arrow`,
+`net_cents`' twin), so the orders never become a pandas frame.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 ORDER_COLUMNS = (
     "transaction_id", "customer_id", "currency", "order_date", "amount", "discount_applied",
@@ -32,15 +36,31 @@ HISTORY_COLUMNS = (
 )
 
 
-def aggregate_history(orders: pd.DataFrame) -> pd.DataFrame:
+def aggregate_history(orders: pd.DataFrame | pa.Table) -> pd.DataFrame:
     """One row per (customer_id, currency), sorted by them; a null currency is its own group
-    (the metrics fill it with the reporting currency, as for the month's rows)."""
-    _check_columns(orders)
-    if orders.empty:
-        return _empty_history()
-    table = pa.Table.from_pandas(  # NaN cents become null: left out of the sum, like pandas
-        orders.loc[:, list(ORDER_COLUMNS)].assign(net_cents=net_cents(orders)), preserve_index=False
-    )
+    (the metrics fill it with the reporting currency, as for the month's rows).
+
+    `orders` is a frame, or the Arrow table a fast reader typed (tasks/sql_fastpath.read_query
+    with `arrow=True`), which reaches DuckDB without a trip through pandas: at 10^6
+    customers, 9 M orders, converting it to pandas, computing the cents there and converting
+    back cost 1.0-1.3 s more wall time and 1.1 s more CPU (bench/README.md). The result is
+    the same frame either way, typed as `orders` (or its `to_pandas()`) types its columns.
+    """
+    if isinstance(orders, pa.Table):
+        _check_columns(orders.column_names)
+        cents = net_cents_arrow(orders) if orders.num_rows else None
+        if cents is None:  # no rows, or money of a kind only pandas parses (text)
+            return aggregate_history(orders.to_pandas())
+        dtypes = orders.schema.empty_table().to_pandas().dtypes
+        table = orders.select(list(ORDER_COLUMNS)).append_column("net_cents", cents)
+    else:
+        _check_columns(orders.columns)
+        if orders.empty:
+            return _empty_history()
+        dtypes = orders.dtypes
+        table = pa.Table.from_pandas(  # NaN cents become null: left out of the sum, like pandas
+            orders.loc[:, list(ORDER_COLUMNS)].assign(net_cents=net_cents(orders)), preserve_index=False
+        )
     # Bounded: past FOLD_MEMORY DuckDB spills its hash tables to a temp folder instead of
     # growing (9 M rows: +0.7 GB RSS and 2.6 s at 512 MB, against +1.3 GB and 2.9 s unbounded).
     with (
@@ -48,13 +68,14 @@ def aggregate_history(orders: pd.DataFrame) -> pd.DataFrame:
         duckdb.connect(config={"memory_limit": FOLD_MEMORY, "temp_directory": spill}) as connection,
     ):
         connection.register("orders", table)
+        del table
         folded = connection.sql(_FOLD_SQL).to_arrow_table().to_pandas()
     history = pd.DataFrame(
         {
-            "customer_id": folded["customer_id"].astype(orders["customer_id"].dtype),
-            "currency": folded["currency"].astype(orders["currency"].dtype),
-            "first_order_at": folded["first_order_at"].astype(orders["order_date"].dtype),
-            "last_order_at": folded["last_order_at"].astype(orders["order_date"].dtype),
+            "customer_id": folded["customer_id"].astype(dtypes["customer_id"]),
+            "currency": folded["currency"].astype(dtypes["currency"]),
+            "first_order_at": folded["first_order_at"].astype(dtypes["order_date"]),
+            "last_order_at": folded["last_order_at"].astype(dtypes["order_date"]),
             "net_amount": folded["net_cents"].astype("float64") / 100,
             "order_count": folded["order_count"].astype(np.int64),
         }
@@ -76,6 +97,24 @@ def net_cents(orders: pd.DataFrame) -> pd.Series:
     return np.round(amount * 100) - np.round(discount.fillna(0.0) * 100)
 
 
+def net_cents_arrow(orders: pa.Table) -> pa.ChunkedArray | None:
+    """`net_cents` on an Arrow table, value for value (NaN as null, as `pa.Table.from_pandas`
+    makes it): numpy's round is Arrow's half_to_even at 0 digits. None when the amount or
+    the discount is not a number column (text, as a loosely typed source gives it): that
+    needs pandas' lenient parse."""
+    money = [orders.column(name) for name in ("amount", "discount_applied")]
+    if not all(pa.types.is_floating(c.type) or pa.types.is_integer(c.type) or pa.types.is_null(c.type) for c in money):
+        return None
+    amount, discount = (column.cast(pa.float64()) for column in money)
+    discount = pc.fill_null(pc.if_else(pc.is_nan(discount), 0.0, discount), 0.0)  # pandas' fillna
+    cents = pc.subtract(_whole_cents(amount), _whole_cents(discount))
+    return pc.if_else(pc.is_nan(cents), pa.scalar(None, pa.float64()), cents)
+
+
+def _whole_cents(money: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.round(pc.multiply(money, 100.0), 0, round_mode="half_to_even")
+
+
 # Exact copies (every column equal, nulls equal; net_cents follows from the others) count
 # once; ORDER BY as pandas' sorted groups: text in code-point order (DuckDB compares bytes:
 # UTF-8 keeps that order), null last.
@@ -89,8 +128,8 @@ ORDER BY customer_id ASC NULLS LAST, currency ASC NULLS LAST
 """
 
 
-def _check_columns(orders: pd.DataFrame) -> None:
-    missing = [c for c in ORDER_COLUMNS if c not in orders.columns]
+def _check_columns(columns: Iterable[str]) -> None:
+    missing = [c for c in ORDER_COLUMNS if c not in set(columns)]
     if missing:
         raise ValueError(f"history orders lack columns {missing}")
 
@@ -103,7 +142,7 @@ def _empty_history() -> pd.DataFrame:
 
 def aggregate_history_pandas(orders: pd.DataFrame) -> pd.DataFrame:
     """`aggregate_history` in pandas alone: the reference implementation."""
-    _check_columns(orders)
+    _check_columns(orders.columns)
     if orders.empty:
         return _empty_history()
     # Only rows sharing a transaction id can be copies of each other: whole rows are

@@ -329,13 +329,17 @@ def read_query(
     chunk_rows: int,
     fast_path: bool = True,
     connectorx: bool = False,
-) -> pd.DataFrame:
+    arrow: bool = False,
+) -> pd.DataFrame | pa.Table:
     """The rows of `query` (whose columns are `kinds`' keys, in order) as a frame.
 
     Both readers give the same frame: columns typed by `typed_columns` / the driver, the
     `datetimes` columns as datetime64[us, UTC] where every value converts. No rows gives
     object columns. `fast_path=False` forces the generic reader; `connectorx=True` reads
     MariaDB / MySQL through ConnectorX where that is safe (tasks/sql_connectorx.py).
+    `arrow=True` returns the typed Arrow table itself where a fast reader read rows (its
+    `to_pandas()` is the frame), for a caller that works on Arrow: the lifetime history
+    skips a round trip through pandas that way (tasks/history.py).
     """
     names = list(kinds)
     table = None
@@ -348,6 +352,8 @@ def read_query(
         if table.num_rows:
             typed = typed_columns(table, kinds, datetimes)
             del table  # the received bytes, no longer needed once typed
+            if arrow:
+                return typed
             # Each Arrow column is released as soon as it is converted: peak memory is one
             # copy of the rows plus a column, not two copies.
             frame = typed.to_pandas(self_destruct=True, split_blocks=True)

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tasks.history import HISTORY_COLUMNS, aggregate_history
+from tasks.history import (
+    HISTORY_COLUMNS,
+    aggregate_history,
+    aggregate_history_pandas,
+    net_cents,
+    net_cents_arrow,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -88,11 +98,9 @@ def test_copies_in_a_null_currency_group_are_taken_back_out_of_that_group_only()
     assert history["order_count"].tolist() == [1, 1]
 
 
-def test_the_duckdb_fold_gives_the_pandas_reference_frame_exactly() -> None:
-    import numpy as np
-
-    from tasks.history import aggregate_history_pandas
-
+def messy_orders() -> pd.DataFrame:
+    """Ids that repeat, exact copies, no-number amounts, missing times and ids, a null
+    currency, a non-ASCII key: what the fold must treat alike on every path."""
     rng = np.random.default_rng(11)
     n = 5_000
     frame = pd.DataFrame(
@@ -112,17 +120,68 @@ def test_the_duckdb_fold_gives_the_pandas_reference_frame_exactly() -> None:
     frame.loc[[3, 4], "order_date"] = pd.NaT
     frame.loc[5, "customer_id"] = "Zoë"  # non-ASCII keys sort by code point in both
     frame.loc[[6, 7, 8], "transaction_id"] = None  # rows without an id: copies of each other?
-    frame = pd.concat([frame, frame.loc[[6, 7]]], ignore_index=True)  # two of them, yes
+    return pd.concat([frame, frame.loc[[6, 7]]], ignore_index=True)  # two of them, yes
+
+
+def test_the_duckdb_fold_gives_the_pandas_reference_frame_exactly() -> None:
+    frame = messy_orders()
     expected = aggregate_history_pandas(frame)
     folded = aggregate_history(frame)
     pd.testing.assert_frame_equal(folded, expected)
     assert int(folded["order_count"].sum()) < len(frame)  # the copies were dropped
 
 
-def test_net_cents_round_as_the_period_metrics_do_and_a_missing_discount_is_none() -> None:
-    import numpy as np
+def typed_table(frame: pd.DataFrame) -> pa.Table:
+    """The orders as the fast readers hand them over: Arrow text, UTC instants, doubles."""
+    schema = pa.schema(
+        [("transaction_id", pa.string()), ("customer_id", pa.string()), ("currency", pa.string()),
+         ("order_date", pa.timestamp("us", tz="UTC")), ("amount", pa.float64()), ("discount_applied", pa.float64())]
+    )
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
-    from tasks.history import net_cents
+
+def test_the_readers_arrow_table_folds_to_the_frame_its_pandas_copy_folds_to() -> None:
+    table = typed_table(messy_orders())
+    folded = aggregate_history(table)
+    pd.testing.assert_frame_equal(folded, aggregate_history(table.to_pandas()))
+    pd.testing.assert_frame_equal(folded, aggregate_history_pandas(table.to_pandas()))
+    assert str(folded["first_order_at"].dtype) == "datetime64[us, UTC]"  # not DuckDB's Etc/UTC
+
+
+def test_an_arrow_table_with_text_money_or_no_rows_takes_the_pandas_path() -> None:
+    frame = messy_orders().head(50)
+    text = typed_table(frame).set_column(4, "amount", pa.array(frame["amount"].map(lambda v: f"{v:.2f}".replace(".", ","))))
+    # '12,50' is no number to pandas' parse either: the same frame as the pandas path's
+    pd.testing.assert_frame_equal(aggregate_history(text), aggregate_history(text.to_pandas()))
+    empty = aggregate_history(typed_table(frame).slice(0, 0))
+    assert list(empty.columns) == list(HISTORY_COLUMNS) and empty.empty
+    with pytest.raises(ValueError, match="discount_applied"):
+        aggregate_history(typed_table(frame).drop_columns(["discount_applied"]))
+
+
+money = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-10**9, 10**9).map(lambda i: i / 200),  # half cents: the ties
+    st.decimals(min_value=-10**6, max_value=10**6, places=3).map(float),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(money, money), min_size=1, max_size=40))
+def test_arrow_cents_are_pandas_cents_bit_for_bit(pairs: list[tuple[float | None, float | None]]) -> None:
+    frame = pd.DataFrame(pairs, columns=["amount", "discount_applied"], dtype="float64")
+    expected = net_cents(frame).to_numpy()
+    # Arrow keeps None (null) and NaN apart; pandas sees both as missing
+    table = pa.table({name: pa.array([pair[i] for pair in pairs], pa.float64()) for i, name in enumerate(frame.columns)})
+    got = net_cents_arrow(table).to_numpy(zero_copy_only=False)
+    got = np.asarray(got, dtype="float64")  # None (a null) as NaN
+    assert np.isnan(got).tolist() == np.isnan(expected).tolist()  # NaN cents: null, as from_pandas makes them
+    keep = ~np.isnan(expected)
+    assert got[keep].view(np.int64).tolist() == expected[keep].view(np.int64).tolist()  # -0.0 included
+
+
+def test_net_cents_round_as_the_period_metrics_do_and_a_missing_discount_is_none() -> None:
     from tasks.money import to_cents
 
     frame = pd.DataFrame(
