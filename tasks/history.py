@@ -116,13 +116,26 @@ def _whole_cents(money: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 # Exact copies (every column equal, nulls equal; net_cents follows from the others) count
-# once; ORDER BY as pandas' sorted groups: text in code-point order (DuckDB compares bytes:
-# UTF-8 keeps that order), null last.
+# once. Only rows sharing a transaction id (or both without one) can be copies, so only
+# those go through DISTINCT; the rest, nearly all, go straight to the GROUP BY. At 10^6
+# customers (9 M rows) that took the fold from 2.0-2.2 s to 1.7 s (CPU 4.1 -> 3.4 s) against
+# a DISTINCT of every row, with the same result. ORDER BY as pandas' sorted groups: text in
+# code-point order (DuckDB compares bytes: UTF-8 keeps that order), null last.
 _FOLD_SQL = """
+WITH shared AS (SELECT transaction_id FROM orders GROUP BY transaction_id HAVING count(*) > 1),
+counted AS (
+    SELECT * FROM orders ANTI JOIN shared USING (transaction_id) WHERE transaction_id IS NOT NULL
+    UNION ALL
+    SELECT DISTINCT * FROM (
+        SELECT * FROM orders SEMI JOIN shared USING (transaction_id)
+        UNION ALL
+        SELECT * FROM orders WHERE transaction_id IS NULL
+    )
+)
 SELECT customer_id, currency,
        min(order_date) AS first_order_at, max(order_date) AS last_order_at,
        coalesce(sum(net_cents), 0) AS net_cents, count(*) AS order_count
-FROM (SELECT DISTINCT * FROM orders)
+FROM counted
 GROUP BY customer_id, currency
 ORDER BY customer_id ASC NULLS LAST, currency ASC NULLS LAST
 """
