@@ -86,8 +86,11 @@ NULL_MARKER = "\\N"  # the pandas fallback's null: it cannot write an empty stri
 def arrow_table(frame: pd.DataFrame) -> pa.Table | None:
     """The frame as an Arrow table ready for CSV, or None when Arrow cannot type a column.
 
-    NaN/NA/NaT become nulls. Timestamps go to microseconds, PostgreSQL's precision, so the
-    text is `2025-07-01 10:00:00.000000Z`, which timestamptz reads as UTC.
+    NaN/NA/NaT become nulls. Timestamps go to microseconds, PostgreSQL's precision, as UTC
+    wall-clock time without a zone (`2025-07-01 10:00:00.000000`; a naive column is UTC by
+    the data contract): Arrow writes a zoned timestamp ~18x slower, looking its zone up per
+    value (0.94 of the 1.7 s of CSV for 10^6 report rows). `_copy_postgres` makes the
+    transaction's time zone UTC, so timestamptz reads the text as the same instant.
     """
     try:
         table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -97,7 +100,7 @@ def arrow_table(frame: pd.DataFrame) -> pa.Table | None:
     for field in table.schema:
         kind = field.type
         if pa.types.is_timestamp(kind):
-            kind = pa.timestamp("us", tz=kind.tz)
+            kind = pa.timestamp("us")  # from any zone: the UTC instant's wall-clock time
         elif pa.types.is_dictionary(kind):
             kind = kind.value_type
         if not _csv_writable(kind):  # e.g. a struct from dict values: not one CSV field
@@ -226,6 +229,9 @@ def _copy_postgres(connection: sa.Connection, table: sa.Table, frame: pd.DataFra
     else:
         chunks, sql = prefetched(csv_batches(arrow)), copy_sql(table)
     stream = ChunkStream(chunks)
+    # Until this transaction ends: zone-less timestamp text is UTC (see arrow_table); the
+    # session's own zone, whatever the server or the role sets, is back afterwards.
+    connection.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.copy_expert(sql, io.BufferedReader(stream), size=COPY_READ_BYTES)

@@ -69,6 +69,31 @@ def test_values_round_trip(engine: sa.Engine) -> None:
     assert back["is_active"].tolist() == [True, False, True]
 
 
+def test_instants_survive_a_session_in_another_time_zone(pg_url: str) -> None:
+    # The CSV carries UTC wall-clock text without a zone; the load makes its transaction's
+    # zone UTC. A session in +05:30 (a server or role setting) must change nothing, for a
+    # UTC column, a column in another zone, and a naive one (UTC by the data contract).
+    engine = sa.create_engine(pg_url, connect_args={"options": "-c timezone=Asia/Kolkata"}, pool_size=1)
+    instants = pd.to_datetime(["2025-07-01 10:00:00.123456", "2024-12-31 23:30:00"], utc=True, format="ISO8601")
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2"],
+            "registration_date": instants,
+            "last_login": instants.tz_convert("America/New_York"),
+            "created_at": instants.tz_localize(None),
+        }
+    )
+    try:
+        load.load_period(engine, {"customer_performance": frame}, JULY)
+        back = read_back(engine)
+        for column in ("registration_date", "last_login", "created_at"):
+            assert pd.to_datetime(back[column], utc=True).tolist() == instants.tolist(), column
+        with engine.connect() as connection:  # the pool's one connection, the load's own
+            assert connection.exec_driver_sql("SHOW TIME ZONE").scalar_one() == "Asia/Kolkata"
+    finally:
+        engine.dispose()
+
+
 def test_many_batches_keep_every_row_in_order(
     engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
