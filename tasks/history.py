@@ -68,7 +68,6 @@ def aggregate_history(orders: pd.DataFrame | pa.Table) -> pd.DataFrame:
         duckdb.connect(config={"memory_limit": FOLD_MEMORY, "temp_directory": spill}) as connection,
     ):
         connection.register("orders", table)
-        del table
         folded = connection.sql(_FOLD_SQL).to_arrow_table().to_pandas()
     history = pd.DataFrame(
         {
@@ -142,7 +141,8 @@ ORDER BY customer_id ASC NULLS LAST, currency ASC NULLS LAST
 
 
 def _check_columns(columns: Iterable[str]) -> None:
-    missing = [c for c in ORDER_COLUMNS if c not in set(columns)]
+    present = set(columns)
+    missing = [c for c in ORDER_COLUMNS if c not in present]
     if missing:
         raise ValueError(f"history orders lack columns {missing}")
 
