@@ -46,7 +46,10 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
 
 
 def read_frame(path: Path) -> pd.DataFrame:
-    table = feather.read_table(str(path))
+    # Memory-mapped: the text columns stay in the page cache the writer just filled
+    # instead of being copied into fresh memory, which this class of VM pays for per page.
+    # The map survives the file being replaced or pruned (writes are rename-atomic).
+    table = feather.read_table(str(path), memory_map=True)
     if table.num_rows == 0:
         # A file of no record batches reads as columns of no chunks, which pandas' Arrow
         # text columns cannot merge or join ('cannot construct ChunkedArray from empty

@@ -24,6 +24,32 @@ def test_round_trip_and_atomic_write(tmp_path: Path) -> None:
     assert [p.name for p in area.folder.iterdir()] == [f"raw_x{SUFFIX}"]  # no temp files left
 
 
+def test_a_frame_read_back_outlives_its_file_and_can_be_changed(tmp_path: Path) -> None:
+    # Staged files are read memory-mapped. A frame read from one must stay whole when a
+    # rerun replaces the file or the retention prunes the run, and the stages that edit
+    # what they read (validation nulls bad values) must be able to.
+    area = StagingArea(tmp_path, "p", "2025-07", "run1")
+    frame = pd.DataFrame(
+        {
+            "id": pd.Series([f"C{i:06d}" for i in range(50_000)], dtype="string"),
+            "amount": [float(i) for i in range(50_000)],
+            "n": pd.Series(range(50_000), dtype="Int64"),
+        }
+    )
+    area.write("stg_x", frame)
+    back = area.read("stg_x")
+    area.write("stg_x", frame.head(3))  # a rerun's write
+    for path in area.folder.iterdir():
+        path.unlink()
+    area.folder.rmdir()  # and the run pruned
+    pd.testing.assert_frame_equal(back, frame)
+    back.loc[[0, 1], "amount"] = None
+    back.loc[[0, 1], "n"] = None
+    back.loc[[0, 1], "id"] = None
+    assert back["amount"].isna().sum() == 2 and back["n"].isna().sum() == 2 and back["id"].isna().sum() == 2
+    pd.testing.assert_frame_equal(back.iloc[2:], frame.iloc[2:])
+
+
 def test_missing_input_names_the_stage(tmp_path: Path) -> None:
     area = StagingArea(tmp_path, "p", "2025-07", "run1")
     with pytest.raises(StagingError, match="customer_performance"):
