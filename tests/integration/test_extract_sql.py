@@ -457,6 +457,14 @@ def test_mariadb_reads_a_small_period_through_the_event_time_index(mysql_url, mo
     ]
     monkeypatch.undo()
 
+    # A table larger than InnoDB's buffer pool is scanned: the index path's per-row lookups
+    # and sort no longer stay in memory (the pool's size is the server's; faked here).
+    statements.clear()
+    monkeypatch.setattr(mysql_index, "buffer_pool_bytes", lambda connection: 1)
+    assert len(_read_july(engine, mysql_url, monkeypatch, statements)) == 40
+    assert "FORCE INDEX" not in statements[0]
+    monkeypatch.undo()
+
     statements.clear()
     _indexed_sales(engine, july)  # the period is the whole table
     assert len(_read_july(engine, mysql_url, monkeypatch, statements)) == 40
