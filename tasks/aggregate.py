@@ -18,7 +18,7 @@ import pandas as pd
 from tasks.config import MetricsConfig
 from tasks.insights import business_insights
 from tasks.keys import isin_text, positions_in, take_aligned
-from tasks.metrics import counted_transactions
+from tasks.metrics import MONEY_COLUMNS, counted_transactions
 from tasks.money import (
     cents_to_dollars,
     divide_cents,
@@ -49,7 +49,7 @@ def _in_period(moments: pd.Series, period: Period) -> pd.Series:
 
 def _buyers(transactions: pd.DataFrame, config: MetricsConfig) -> pd.Series:
     """customer_ids with at least one counted transaction."""
-    rows = counted_transactions(transactions, config.revenue_statuses)
+    rows = counted_transactions(transactions, config.revenue_statuses, ("customer_id",))
     return pd.Series(rows["customer_id"].astype("string").unique(), dtype="string")
 
 
@@ -131,7 +131,9 @@ def _by_customers(members: pd.DataFrame, keys: list[str], dimension: str, period
 def _category_rows(
     transactions: pd.DataFrame, rates: Mapping[str, Decimal], config: MetricsConfig
 ) -> pd.DataFrame:
-    rows = counted_transactions(transactions, config.revenue_statuses)
+    rows = counted_transactions(
+        transactions, config.revenue_statuses, ("product_category", "customer_id", *MONEY_COLUMNS)
+    )
     return pd.DataFrame(
         {
             "product_category": rows["product_category"].astype("string").fillna(UNKNOWN),
@@ -298,7 +300,9 @@ def performance_trends(
     region_of = pd.Series(
         customer_performance["region"].astype("string").to_numpy(), index=cp_ids.to_numpy()
     )
-    rows = counted_transactions(transactions, config.revenue_statuses)
+    rows = counted_transactions(
+        transactions, config.revenue_statuses, ("customer_id", "order_date", *MONEY_COLUMNS)
+    )
     sales = pd.DataFrame(
         {"customer_id": rows["customer_id"].astype("string"), "at": rows["order_date"],
          "revenue_e8": revenue_e8(rows, rates)}

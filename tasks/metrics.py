@@ -48,18 +48,29 @@ _CUSTOMER_ATTRIBUTES = (
 )
 
 
-def counted_transactions(transactions: pd.DataFrame, revenue_statuses: Iterable[str]) -> pd.DataFrame:
-    """The rows that count as revenue: status in the configured set, case-insensitively."""
+# What a row's revenue is computed from (tasks.money.revenue_e8).
+MONEY_COLUMNS = ("amount", "discount_applied", "currency")
+
+
+def counted_transactions(
+    transactions: pd.DataFrame, revenue_statuses: Iterable[str], columns: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """The rows that count as revenue: status in the configured set, case-insensitively.
+
+    `columns`, when given, are the only ones copied: the callers each need a few of the
+    ~20 staged columns, and at 10^6 customers every full copy of the month's 1.7 M rows
+    was ~0.3 GB of fresh memory.
+    """
     wanted = [s.lower() for s in revenue_statuses]
-    keep = transactions["status"].astype("string").str.lower().isin(wanted)
-    return transactions.loc[keep.to_numpy(dtype=bool)]
+    keep = transactions["status"].astype("string").str.lower().isin(wanted).to_numpy(dtype=bool)
+    return transactions.loc[keep, list(columns) if columns is not None else slice(None)]
 
 
 def purchase_totals(
     transactions: pd.DataFrame, rates: Mapping[str, Decimal], revenue_statuses: Iterable[str]
 ) -> pd.DataFrame:
     """Per customer_id: revenue_cents (exact sum, then rounded), transaction_count, total_quantity."""
-    rows = counted_transactions(transactions, revenue_statuses)
+    rows = counted_transactions(transactions, revenue_statuses, ("customer_id", "quantity", *MONEY_COLUMNS))
     frame = pd.DataFrame(
         {
             "customer_id": rows["customer_id"].astype("string"),
