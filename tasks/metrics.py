@@ -57,9 +57,9 @@ def counted_transactions(
 ) -> pd.DataFrame:
     """The rows that count as revenue: status in the configured set, case-insensitively.
 
-    `columns`, when given, are the only ones copied: the callers each need a few of the
-    ~20 staged columns, and at 10^6 customers every full copy of the month's 1.7 M rows
-    was ~0.3 GB of fresh memory.
+    `columns`, when given, are the only ones copied: each caller reads a few of the 13
+    clean columns, and at 10^6 customers a full copy of a month's ~0.9 M clean rows took
+    ~0.15 s, in fresh memory, for columns nobody read.
     """
     wanted = [s.lower() for s in revenue_statuses]
     keep = transactions["status"].astype("string").str.lower().isin(wanted).to_numpy(dtype=bool)
