@@ -18,7 +18,6 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 import pytest
 import sqlalchemy as sa
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 MYSQL_ADMIN_URL = os.environ.get("TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/test")
@@ -28,17 +27,6 @@ HOW_TO_START = {
     "PostgreSQL": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
     "MariaDB": "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
 }
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _no_flow_heartbeats() -> Iterator[None]:
-    """Flow runs in tests send no heartbeats. Prefect 3.9 starts a heartbeat thread per
-    flow run (on by default, every 180 s) and joins it as the run ends, which waits ~1 s
-    per run: 10 sub-flow runs took 12.8-14.0 s with it and 1.9-2.1 s without. Heartbeats
-    only feed a server's zombie-flow automations, which no test uses. (The setting cannot
-    be unset from the environment: it must be an integer of at least 30 there.)"""
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        yield
 
 
 def _unavailable(service: str, url: str, error: Exception) -> None:
