@@ -35,6 +35,7 @@ import sqlalchemy as sa
 
 from tasks.locking import lock_period
 from tasks.period import Period
+from tasks.sql_fastpath import utc_session
 
 log = logging.getLogger(__name__)
 
@@ -229,12 +230,13 @@ def _copy_postgres(connection: sa.Connection, table: sa.Table, frame: pd.DataFra
     else:
         chunks, sql = prefetched(csv_batches(arrow)), copy_sql(table)
     stream = ChunkStream(chunks)
-    # Until this transaction ends: zone-less timestamp text is UTC (see arrow_table); the
-    # session's own zone, whatever the server or the role sets, is back afterwards.
-    connection.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    # The extract's UTC session (SET LOCAL, until this transaction ends): zone-less
+    # timestamp text is UTC (see arrow_table); the session's own zone, whatever the server
+    # or the role sets, is back afterwards.
     try:
-        cursor.copy_expert(sql, io.BufferedReader(stream), size=COPY_READ_BYTES)
+        with utc_session(connection, "postgresql"):
+            cursor.copy_expert(sql, io.BufferedReader(stream), size=COPY_READ_BYTES)
     except Exception as exc:
         # psycopg2 reports a failing read() as a cancelled query; the cause is ours, and
         # it is not transient, so it is what the caller (and its retry policy) must see.
