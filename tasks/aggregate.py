@@ -18,8 +18,9 @@ import pandas as pd
 from tasks.config import MetricsConfig
 from tasks.insights import business_insights
 from tasks.keys import isin_text, positions_in, take_aligned
-from tasks.metrics import MONEY_COLUMNS, counted_transactions
+from tasks.metrics import counted_transactions
 from tasks.money import (
+    MONEY_COLUMNS,
     cents_to_dollars,
     divide_cents,
     dollars_to_cents,

@@ -18,6 +18,7 @@ import pandas as pd
 from tasks.config import MetricsConfig
 from tasks.keys import positions_in, take_aligned
 from tasks.money import (
+    MONEY_COLUMNS,
     cents_to_dollars,
     cents_to_e8,
     divide_cents,
@@ -46,10 +47,6 @@ _CUSTOMER_ATTRIBUTES = (
     "customer_id", "name", "email", "region", "country", "state", "status", "registration_date",
     "last_login",
 )
-
-
-# What a row's revenue is computed from (tasks.money.revenue_e8).
-MONEY_COLUMNS = ("amount", "discount_applied", "currency")
 
 
 def counted_transactions(

@@ -100,6 +100,10 @@ def cents_to_e8(cents: np.ndarray, currencies: pd.Series, rates: Mapping[str, De
     return cents * ppm
 
 
+# The columns revenue_e8 reads by default: what a row's revenue is computed from.
+MONEY_COLUMNS = ("amount", "discount_applied", "currency")
+
+
 def revenue_e8(
     frame: pd.DataFrame,
     rates: Mapping[str, Decimal],
