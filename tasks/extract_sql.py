@@ -34,7 +34,7 @@ from sqlalchemy.dialects import mysql, postgresql
 from tasks.config import SqlSource
 from tasks.filter_sql import compile_filter
 from tasks.filtering import DIALECTS, FilterSpec
-from tasks.mysql_index import with_event_time_index
+from tasks.mysql_index import period_reads
 from tasks.settings import CANONICAL_DTYPES, FIELDS, REQUIRED_SOURCE_FIELDS
 from tasks.sql_fastpath import read_query, streams_server_text, utc_session
 
@@ -207,6 +207,19 @@ def unplaceable_time(column: sa.ColumnElement, family: str) -> sa.ColumnElement[
     return None
 
 
+@dataclass(frozen=True)
+class PeriodPredicate:
+    """What a period's read fetches: `dated` (the period filter OR any extra window) OR
+    `undated` (the event time is null or no instant)."""
+
+    dated: sa.ColumnElement[bool]
+    undated: sa.ColumnElement[bool]
+
+    @property
+    def where(self) -> sa.ColumnElement[bool]:
+        return sa.or_(self.dated, self.undated)
+
+
 def pushdown_predicate(
     relation: SourceRelation,
     *,
@@ -215,7 +228,7 @@ def pushdown_predicate(
     period_spec: FilterSpec | None,
     extra_windows: list[FilterSpec],
     event_time: str | None,
-) -> sa.ColumnElement[bool] | None:
+) -> PeriodPredicate | None:
     """(period filter) OR (any extra window) OR (event time is null or no instant).
 
     Rows without a usable event time are fetched on purpose: they belong to no period, and
@@ -224,13 +237,13 @@ def pushdown_predicate(
     if period_spec is None or event_time is None:
         return None
     columns = {name: relation.column(name) for name in relation.columns}
-    parts = [compile_filter(period_spec, columns, dialect, timezone)]
-    parts += [compile_filter(spec, columns, dialect, timezone) for spec in extra_windows]
-    parts.append(relation.column(event_time).is_(None))
+    dated = [compile_filter(period_spec, columns, dialect, timezone)]
+    dated += [compile_filter(spec, columns, dialect, timezone) for spec in extra_windows]
+    undated = [relation.column(event_time).is_(None)]
     invalid = unplaceable_time(relation.column(event_time), DIALECTS.get(dialect, dialect))
     if invalid is not None:
-        parts.append(invalid)
-    return sa.or_(*parts)
+        undated.append(invalid)
+    return PeriodPredicate(sa.or_(*dated), sa.or_(*undated))
 
 
 def extract_table(
@@ -252,7 +265,7 @@ def extract_table(
         family = dialect_family(connection.dialect)
         with utc_session(connection, family):
             relation = relation_for(connection, name, source)
-            where = pushdown_predicate(
+            predicate = pushdown_predicate(
                 relation,
                 dialect=connection.dialect.name,
                 timezone=timezone,
@@ -261,16 +274,19 @@ def extract_table(
                 event_time=event_time,
             )
             server_text = fast_path and streams_server_text(connection)
+            where = predicate.where if predicate is not None else None
             query, kinds = extraction_query(relation, where, family, server_text=server_text)
-            if family == "mysql" and where is not None and event_time and source.table:
-                query = with_event_time_index(
+            queries = [query]
+            if family == "mysql" and predicate is not None and event_time and source.table:
+                queries = period_reads(
                     connection, query, relation.selectable, source.table,
                     relation.columns[event_time],
+                    dated=predicate.dated, undated=predicate.undated,
                 )
             datetimes = [f for f in kinds if CANONICAL_DTYPES[name].get(f) == "datetime"]
             return read_query(
                 connection,
-                query,
+                queries,
                 kinds,
                 datetimes=datetimes,
                 chunk_rows=source.chunk_rows,

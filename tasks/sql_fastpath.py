@@ -283,24 +283,29 @@ def streams_server_text(connection: sa.Connection) -> bool:
 
 
 def _fast_table(
-    connection: sa.Connection, query: sa.Select, names: list[str], chunk_rows: int
+    connection: sa.Connection, queries: Sequence[sa.Select], names: list[str], chunk_rows: int
 ) -> pa.Table | None:
-    """The dialect's fast reader, or None where this driver has none (or cannot use it)."""
+    """The dialect's fast reader over `queries` (their rows one after the other, as received:
+    typed together, so a column is typed the same whichever query a value came from), or
+    None where this driver has none (or cannot use it)."""
     dialect = connection.dialect
     raw = connection.connection.dbapi_connection
     try:
         if dialect.name == "postgresql" and dialect.driver == "psycopg2":
-            return copy_postgres(raw, query, dialect, names)
-        if streams_server_text(connection):
-            return stream_mysql(raw, query, dialect, names, chunk_rows)
-        if dialect.name in ("mysql", "mariadb") and dialect.driver == "mysqldb":
-            log.info("generic SQL reader: connection charset is not UTF-8")
+            tables = [copy_postgres(raw, query, dialect, names) for query in queries]
+        elif streams_server_text(connection):
+            tables = [stream_mysql(raw, query, dialect, names, chunk_rows) for query in queries]
+        else:
+            if dialect.name in ("mysql", "mariadb") and dialect.driver == "mysqldb":
+                log.info("generic SQL reader: connection charset is not UTF-8")
+            return None
     except FastPathUnavailable as reason:
         log.info("generic SQL reader: %s", reason)
+        return None
     except Exception:
         connection.invalidate()  # a COPY or a stream cut short leaves no reusable session
         raise
-    return None
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
 def _connectorx_table(connection: sa.Connection, query: sa.Select, names: list[str]) -> pa.Table | None:
@@ -322,7 +327,7 @@ def _connectorx_table(connection: sa.Connection, query: sa.Select, names: list[s
 
 def read_query(
     connection: sa.Connection,
-    query: sa.Select,
+    query: sa.Select | Sequence[sa.Select],
     kinds: Mapping[str, str],
     *,
     datetimes: Sequence[str],
@@ -331,7 +336,8 @@ def read_query(
     connectorx: bool = False,
     arrow: bool = False,
 ) -> pd.DataFrame | pa.Table:
-    """The rows of `query` (whose columns are `kinds`' keys, in order) as a frame.
+    """The rows of `query` (whose columns are `kinds`' keys, in order) as a frame; of
+    several queries with the same columns, their rows one after the other.
 
     Both readers give the same frame: columns typed by `typed_columns` / the driver, the
     `datetimes` columns as datetime64[us, UTC] where every value converts. No rows gives
@@ -342,11 +348,12 @@ def read_query(
     skips a round trip through pandas that way (tasks/history.py).
     """
     names = list(kinds)
+    queries = [query] if isinstance(query, sa.Select) else list(query)
     table = None
-    if fast_path and connectorx and streams_server_text(connection):
-        table = _connectorx_table(connection, query, names)
+    if fast_path and connectorx and len(queries) == 1 and streams_server_text(connection):
+        table = _connectorx_table(connection, queries[0], names)
     if table is None and fast_path:
-        table = _fast_table(connection, query, names, chunk_rows)
+        table = _fast_table(connection, queries, names, chunk_rows)
     if table is not None:
         frame = pd.DataFrame()
         if table.num_rows:
@@ -359,7 +366,7 @@ def read_query(
             frame = typed.to_pandas(self_destruct=True, split_blocks=True)
             del typed
     else:
-        chunks = list(read_frames(connection, query, chunk_rows))
+        chunks = [chunk for each in queries for chunk in read_frames(connection, each, chunk_rows)]
         frame = pd.DataFrame()
         if chunks:
             frame = mixed_as_text(pd.concat(chunks, ignore_index=True))

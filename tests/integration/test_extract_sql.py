@@ -272,11 +272,9 @@ def test_fast_path_returns_the_generic_paths_frame(stored, dialect, monkeypatch)
 
     monkeypatch.setattr(sql_fastpath, "read_frames", no_generic_reader)
     statements: list[str] = []
-    stream_mysql = sql_fastpath.stream_mysql
-
     def recording_stream(raw, query, dialect, *args):
         statements.append(sql_fastpath.bound_statement(query, dialect)[0])
-        return stream_mysql(raw, query, dialect, *args)
+        return STREAM_MYSQL(raw, query, dialect, *args)
 
     monkeypatch.setattr(sql_fastpath, "stream_mysql", recording_stream)
     through_connectorx: list[str] = []
@@ -386,10 +384,12 @@ def test_mariadb_zero_dates_reach_staging_as_text(mysql_url):
     assert history["last_order_at"].iloc[0] == pd.Timestamp("2025-07-10 12:00:00", tz="UTC")
 
 
-def _indexed_sales(engine: sa.Engine, days: list[str], *, primary_key: bool = True) -> None:
-    """transactions with an index on order_date; ids in insertion order, dates not."""
+def _indexed_sales(engine: sa.Engine, days: list[str | None], *, primary_key: bool = True) -> None:
+    """transactions with an index on order_date; ids in list order (None: no order date;
+    MariaDB's zero date is let in)."""
     key = "id INT AUTO_INCREMENT PRIMARY KEY" if primary_key else "id INT NOT NULL"
     with engine.begin() as c:
+        c.execute(sa.text("SET SESSION sql_mode = ''"))  # lets '0000-00-00' in
         c.execute(sa.text("DROP TABLE IF EXISTS transactions"))
         c.execute(
             sa.text(
@@ -399,7 +399,7 @@ def _indexed_sales(engine: sa.Engine, days: list[str], *, primary_key: bool = Tr
             )
         )
         rows = [
-            {"id": i + 1, "t": f"T{i % 7}" if i % 5 == 0 else f"T{i}", "d": day, "a": i + 0.25}
+            {"id": i + 1, "t": _transaction_id(i), "d": day, "a": i + 0.25}
             for i, day in enumerate(days)
         ]
         c.execute(
@@ -412,16 +412,24 @@ def _indexed_sales(engine: sa.Engine, days: list[str], *, primary_key: bool = Tr
         c.execute(sa.text("ANALYZE TABLE transactions"))
 
 
-def _read_july(engine: sa.Engine, url: str, monkeypatch, statements: list[str]) -> pd.DataFrame:
-    stream_mysql = sql_fastpath.stream_mysql
+def _transaction_id(position: int) -> str:
+    """Every fifth row repeats an earlier id: which copy comes first depends on the order."""
+    return f"T{position % 7}" if position % 5 == 0 else f"T{position}"
 
+
+STREAM_MYSQL = sql_fastpath.stream_mysql  # what _read_july records around, however often
+
+
+def _read_july(
+    engine: sa.Engine, url: str, monkeypatch, statements: list[str], period: FilterSpec = JULY
+) -> pd.DataFrame:
     def recording_stream(raw, query, dialect, *args):
         statements.append(sql_fastpath.bound_statement(query, dialect)[0])
-        return stream_mysql(raw, query, dialect, *args)
+        return STREAM_MYSQL(raw, query, dialect, *args)
 
     monkeypatch.setattr(sql_fastpath, "stream_mysql", recording_stream)
     config = source(url, "transactions")
-    return extract_table(engine, "transactions", config, period_spec=JULY, event_time="order_date")
+    return extract_table(engine, "transactions", config, period_spec=period, event_time="order_date")
 
 
 def test_mariadb_reads_a_small_period_through_the_event_time_index(mysql_url, monkeypatch):
@@ -432,11 +440,14 @@ def test_mariadb_reads_a_small_period_through_the_event_time_index(mysql_url, mo
     import tasks.mysql_index as mysql_index
 
     engine = sa.create_engine(mysql_url)
-    # 400 older orders, 40 in July; dates descend with the id, so index order != id order.
+    # 400 older orders, 40 in July spread over the whole key (ids that do not follow the
+    # time, so no key range); July's dates descend with the id: index order != id order.
     history = [f"2024-{1 + i % 12:02d}-{1 + i % 28:02d} 10:00:00" for i in range(400)]
     july = [f"2025-07-{28 - i % 28:02d} {i % 24:02d}:00:00" for i in range(40)]
-    _indexed_sales(engine, [d for pair in zip(history[:40], july, strict=True) for d in pair]
-                   + history[40:])
+    july_at = set(range(10, 440, 11))
+    older, in_july = iter(history), iter(july)
+    spread = [next(in_july) if i in july_at else next(older) for i in range(440)]
+    _indexed_sales(engine, spread)
     statements: list[str] = []
     hinted = _read_july(engine, mysql_url, monkeypatch, statements)
     monkeypatch.setattr(mysql_index, "INDEX_RANGE_MAX_SHARE", 0)  # never the index
@@ -451,10 +462,8 @@ def test_mariadb_reads_a_small_period_through_the_event_time_index(mysql_url, mo
         hinted.sort_values(order).reset_index(drop=True),
         scanned.sort_values(order).reset_index(drop=True),
     )
-    # July rows are the odd insertions (ids 2, 4, ...), their dates descending: id order.
-    assert hinted["transaction_id"].tolist() == [
-        f"T{i % 7}" if i % 5 == 0 else f"T{i}" for i in range(1, 80, 2)
-    ]
+    # July rows in id order, their dates descending.
+    assert hinted["transaction_id"].tolist() == [_transaction_id(i) for i in sorted(july_at)]
     monkeypatch.undo()
 
     # A table larger than InnoDB's buffer pool is scanned: the index path's per-row lookups
@@ -468,10 +477,68 @@ def test_mariadb_reads_a_small_period_through_the_event_time_index(mysql_url, mo
     statements.clear()
     _indexed_sales(engine, july)  # the period is the whole table
     assert len(_read_july(engine, mysql_url, monkeypatch, statements)) == 40
-    _indexed_sales(engine, [d for pair in zip(history[:40], july, strict=True) for d in pair]
-                   + history[40:], primary_key=False)
+    _indexed_sales(engine, spread, primary_key=False)
     assert len(_read_july(engine, mysql_url, monkeypatch, statements)) == 40
     assert not any("FORCE INDEX" in s for s in statements)
+    engine.dispose()
+
+
+def test_mariadb_reads_a_period_by_its_key_range_where_the_key_follows_the_time(
+    mysql_url, monkeypatch
+):
+    """Ids that follow the order time (as an auto-increment key of a sales table does): the
+    period is read as the key range its dated rows span, plus the rows without a usable
+    time outside it (through the index). Together: the rows, order and types of the plan
+    that reads everything in one query in key order."""
+    import tasks.mysql_index as mysql_index
+
+    engine = sa.create_engine(mysql_url)
+    days: list[str | None] = (
+        [f"2024-{1 + i // 28 % 12:02d}-{1 + i % 28:02d} 10:00:00" for i in range(300)]
+        + [f"2025-07-{28 - i % 28:02d} {i % 24:02d}:00:00" for i in range(40)]  # ids 301-340
+        + [f"2025-08-{1 + i:02d} 09:00:00" for i in range(30)]
+    )
+    no_time = {4: None, 149: None, 319: None, 354: None, 59: "0000-00-00 00:00:00", 364: "0000-00-00 00:00:00"}
+    for position, value in no_time.items():
+        days[position] = value
+    _indexed_sales(engine, days)
+    statements: list[str] = []
+    ranged = _read_july(engine, mysql_url, monkeypatch, statements)
+    assert len(statements) == 3
+    assert "BETWEEN" in statements[1] and "FORCE INDEX" not in statements[1]
+    assert all("FORCE INDEX (by_order_date)" in statements[i] for i in (0, 2))
+    assert all("ORDER BY" in statement for statement in statements)
+    july_at = [i for i in range(300, 340) if i not in no_time]
+    assert ranged["transaction_id"].tolist() == [
+        _transaction_id(i) for i in sorted([*july_at, *no_time])
+    ]
+    monkeypatch.setattr(mysql_index, "KEY_RANGE_MAX_SHARE", 0)  # one query, the index, key order
+    statements.clear()
+    indexed = _read_july(engine, mysql_url, monkeypatch, statements)
+    assert len(statements) == 1 and "FORCE INDEX" in statements[0]
+    # The zero dates keep order_date as text in both: typed once over all three reads.
+    assert ranged["order_date"].tolist()[1] == "0000-00-00 00:00:00"
+    pd.testing.assert_frame_equal(ranged, indexed)
+    monkeypatch.undo()
+
+    # A period with no dated rows: only the rows without a usable time, in key order.
+    statements.clear()
+    nothing_dated = FilterSpec(conditions=[
+        Condition(field="order_date", operator="greater_equal", value="2026-01-01"),
+        Condition(field="order_date", operator="less_than", value="2026-02-01"),
+    ])
+    undated = _read_july(engine, mysql_url, monkeypatch, statements, period=nothing_dated)
+    assert len(statements) == 1
+    assert undated["transaction_id"].tolist() == [_transaction_id(i) for i in sorted(no_time)]
+
+    # A period filter that reads another column: the index does not cover it, no key range.
+    statements.clear()
+    completed_july = FilterSpec(conditions=[
+        *JULY.conditions, Condition(field="status", operator="equals", value="completed"),
+    ])
+    completed = _read_july(engine, mysql_url, monkeypatch, statements, period=completed_july)
+    assert len(completed) == len(july_at) + len(no_time)
+    assert len(statements) == 1 and "BETWEEN" not in statements[0]
     engine.dispose()
 
 
