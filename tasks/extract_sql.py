@@ -263,6 +263,11 @@ def extract_table(
     """
     with engine.connect() as connection:
         family = dialect_family(connection.dialect)
+        if family == "mysql":
+            # A period may be read by several queries (tasks/mysql_index.period_reads), the
+            # later ones bounded by what the first found: one snapshot for all of them,
+            # whatever the server's default isolation (READ COMMITTED takes one per query).
+            connection.execution_options(isolation_level="REPEATABLE READ")
         with utc_session(connection, family):
             relation = relation_for(connection, name, source)
             predicate = pushdown_predicate(

@@ -548,6 +548,41 @@ def test_mariadb_reads_a_period_by_its_key_range_where_the_key_follows_the_time(
     engine.dispose()
 
 
+def test_the_key_range_reads_see_one_snapshot(mysql_url, monkeypatch):
+    """The range is found first and bounds the reads after it, so they must see the data
+    as it was then, also on a server whose default isolation is READ COMMITTED: an order
+    below the range that had no time when the range was found, and is given a July date
+    before the reads, is read as it was (else it would fall between the reads)."""
+    engine = sa.create_engine(mysql_url, isolation_level="READ COMMITTED")
+    days: list[str | None] = (
+        [f"2024-{1 + i // 28 % 12:02d}-{1 + i % 28:02d} 10:00:00" for i in range(300)]
+        + [f"2025-07-{1 + i % 28:02d} 10:00:00" for i in range(40)]
+    )
+    days[4] = None
+    _indexed_sales(engine, days)
+    writer = sa.create_engine(mysql_url)
+    changed: list[bool] = []
+
+    def dated_meanwhile(raw, query, dialect, *args):
+        if not changed:  # after the range was found, before the first read
+            with writer.begin() as c:
+                c.execute(sa.text("UPDATE transactions SET order_date = '2025-07-15 10:00:00' WHERE id = 5"))
+            changed.append(True)
+        return STREAM_MYSQL(raw, query, dialect, *args)
+
+    monkeypatch.setattr(sql_fastpath, "stream_mysql", dated_meanwhile)
+    july = extract_table(
+        engine, "transactions", source(mysql_url, "transactions"), period_spec=JULY,
+        event_time="order_date",
+    )
+    writer.dispose()
+    engine.dispose()
+    assert changed
+    assert len(july) == 41
+    assert july["transaction_id"].iloc[0] == _transaction_id(4)
+    assert pd.isna(july["order_date"].iloc[0])
+
+
 def test_a_connection_lost_while_choosing_the_index_is_raised_not_swallowed(
     mysql_url, monkeypatch
 ):
