@@ -9,6 +9,8 @@ on the plan.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from sqlalchemy.sql import visitors
 
@@ -59,8 +61,8 @@ def period_reads(
       INDEX_RANGE_MAX_SHARE of the table and the table fits in InnoDB's buffer pool.
     - Otherwise `query` as it is (no such index, no primary key, a view...).
 
-    The reads run on one connection inside one transaction, so under InnoDB's default
-    REPEATABLE READ they see one snapshot, the one the range was found in.
+    The reads run on one connection inside one transaction, which extract_table opens in
+    REPEATABLE READ: they see one snapshot, the one the range was found in.
     """
     schema, _, table = table_name.rpartition(".")
     inspector = sa.inspect(connection)
@@ -117,7 +119,7 @@ def _key_range_reads(
     connection: sa.Connection,
     query: sa.Select,
     selectable: sa.FromClause,
-    hinted,
+    hinted: Callable[[sa.Select], sa.Select],
     key: sa.ColumnElement,
     dated: sa.ColumnElement[bool],
     undated: sa.ColumnElement[bool],
@@ -147,7 +149,7 @@ def _key_range_reads(
     ]
 
 
-def _hinted(connection: sa.Connection, hint: str, selectable: sa.FromClause):
+def _hinted(connection: sa.Connection, hint: str, selectable: sa.FromClause) -> Callable[[sa.Select], sa.Select]:
     dialect_name = connection.dialect.name
 
     def hinted(select: sa.Select) -> sa.Select:
