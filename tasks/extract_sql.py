@@ -33,7 +33,7 @@ from sqlalchemy.dialects import mysql, postgresql
 
 from tasks.config import SqlSource
 from tasks.filter_sql import compile_filter
-from tasks.filtering import DIALECTS, FilterSpec
+from tasks.filtering import DIALECTS, FilterSpec, referenced_fields
 from tasks.mysql_index import period_reads
 from tasks.settings import CANONICAL_DTYPES, FIELDS, REQUIRED_SOURCE_FIELDS
 from tasks.sql_fastpath import read_query, streams_server_text, utc_session
@@ -214,6 +214,7 @@ class PeriodPredicate:
 
     dated: sa.ColumnElement[bool]
     undated: sa.ColumnElement[bool]
+    dated_fields: frozenset[str]  # the canonical fields `dated` reads
 
     @property
     def where(self) -> sa.ColumnElement[bool]:
@@ -243,7 +244,8 @@ def pushdown_predicate(
     invalid = unplaceable_time(relation.column(event_time), DIALECTS.get(dialect, dialect))
     if invalid is not None:
         undated.append(invalid)
-    return PeriodPredicate(sa.or_(*dated), sa.or_(*undated))
+    fields = {field for spec in (period_spec, *extra_windows) for field in referenced_fields(spec)}
+    return PeriodPredicate(sa.or_(*dated), sa.or_(*undated), frozenset(fields))
 
 
 def extract_table(
@@ -287,6 +289,7 @@ def extract_table(
                     connection, query, relation.selectable, source.table,
                     relation.columns[event_time],
                     dated=predicate.dated, undated=predicate.undated,
+                    dated_on_column_only=predicate.dated_fields == {event_time},
                 )
             datetimes = [f for f in kinds if CANONICAL_DTYPES[name].get(f) == "datetime"]
             return read_query(

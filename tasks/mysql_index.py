@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from sqlalchemy.sql import visitors
 
 # Sales tables are written as orders happen, so an auto-increment key follows the order
 # time and a month's rows lie in one stretch of the key. Where the period's rows span under
@@ -47,6 +46,7 @@ def period_reads(
     *,
     dated: sa.ColumnElement[bool],
     undated: sa.ColumnElement[bool],
+    dated_on_column_only: bool,
 ) -> list[sa.Select]:
     """The queries that read `query`'s rows (its WHERE is `dated OR undated`), in order.
 
@@ -54,7 +54,8 @@ def period_reads(
     rows whose event time is null or no instant, which the period's read fetches too (they
     are few: the filter stage quarantines them).
 
-    - Key range: where `dated` reads only `column` and its rows span under
+    - Key range: where `dated` reads only `column` (`dated_on_column_only`: then the
+      event-time index covers finding the range) and its rows span under
       KEY_RANGE_MAX_SHARE of an integer primary key, three reads: the undated rows below
       the range, the range itself, the undated rows above it.
     - Event-time index: `query` with FORCE INDEX in key order, where the period is under
@@ -82,7 +83,7 @@ def period_reads(
         hinted = _hinted(connection, f"FORCE INDEX ({preparer.quote(names[0])})", selectable)
         table_text = preparer.format_table(selectable)  # type: ignore[arg-type]
         keys = [sa.literal_column(f"{table_text}.{preparer.quote(name)}") for name in key_columns]
-        if len(keys) == 1 and _reads_only(dated, column):
+        if len(keys) == 1 and dated_on_column_only:
             ranged = _key_range_reads(connection, query, selectable, hinted, keys[0], dated, undated)
             if ranged is not None:
                 return ranged
@@ -156,15 +157,6 @@ def _hinted(connection: sa.Connection, hint: str, selectable: sa.FromClause) -> 
         return select.with_hint(selectable, hint, dialect_name=dialect_name)
 
     return hinted
-
-
-def _reads_only(condition: sa.ColumnElement[bool], column: str) -> bool:
-    """Whether `condition` reads no column but `column` (then the event-time index covers it)."""
-    read = {
-        element.name.lower() for element in visitors.iterate(condition)
-        if isinstance(element, sa.ColumnClause) and not isinstance(element, sa.sql.elements.Label)
-    }
-    return read == {column.lower()}
 
 
 def buffer_pool_bytes(connection: sa.Connection) -> int:
